@@ -1,0 +1,216 @@
+// Loop: asyncio's BaseEventLoop + BaseSelectorEventLoop (base_events.py, selector_events.py).
+//
+// One iteration is asyncio's _run_once: poll, append ready I/O, append due timers, then run
+// exactly the batch that was queued when it started. Everything the loop calls back into
+// user code goes through invoke(), which times it in debug mode and then drains the
+// deferred queue (destroys, flow-control calls, reports), so that no callback ever runs
+// inside an aiol_* call other than run and close.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <mutex>
+#include <vector>
+
+#include "aioloop.h"
+#include "../poll/poller.h"
+#include "handle.h"
+#include "ring.h"
+#include "timer_heap.h"
+
+namespace aiol {
+
+class Loop;
+
+// Something that owns an fd registered with the poller: a transport, a server, the
+// loop's own wake-up fds, or the user's add_reader/add_writer pair.
+struct IoWatcher {
+    enum Kind : uint8_t { kUser, kInternal, kTransport, kServer };
+    explicit IoWatcher(Kind k) : kind(k) {}
+    virtual ~IoWatcher() = default;
+    virtual void on_io(uint32_t events) = 0;
+    const Kind kind;
+};
+
+// A callback to run after the current callback returns (asyncio has no such thing; it is
+// what lets destroy, pause_writing and reports wait until no callback is on the stack).
+struct Deferred {
+    void (*run)(void *ctx, void *arg);  // NULL: destroy(arg)
+    void *ctx;
+    void *arg;
+    aiol_destroy_fn destroy;
+};
+
+// What the batch runs: a handle, a bare call_soon without a handle, or an fd event.
+struct ReadyItem {
+    enum Kind : uint8_t { kHandle, kCall, kIo };
+    Kind kind;
+    uint32_t events;
+    int fd;
+    uint32_t gen;  // the fd entry's generation when the event was collected
+    Handle *h;
+    aiol_callback cb;
+    void *ud;
+    aiol_destroy_fn destroy;
+};
+
+struct UserFdWatcher;
+struct SignalHandler;
+
+class Loop {
+public:
+    Loop();
+    ~Loop();
+    int open();  // allocates OS resources; 0 or -errno
+
+    // ---- checks done by every entry point -------------------------------------------
+    // AIOL_ETHREAD if another thread is running the loop, AIOL_ECLOSED once closed.
+    int check_call() const {
+        uintptr_t owner = owner_.load(std::memory_order_relaxed);
+        if (owner != 0 && owner != self_id()) return AIOL_ETHREAD;
+        return closed_ ? AIOL_ECLOSED : 0;
+    }
+    static uintptr_t self_id();
+    bool running() const { return owner_.load(std::memory_order_relaxed) != 0; }
+    bool running_here() const { return owner_.load(std::memory_order_relaxed) == self_id(); }
+    bool closed() const { return closed_; }
+
+    // ---- run, stop, close --------------------------------------------------------------
+    int run(int mode);
+    int stop();      // [any thread]
+    int close();
+    int hold();      // [any thread]
+    int unhold();    // [any thread]
+    int holds() const { return holds_.load(std::memory_order_acquire); }
+    bool can_free();  // no hold left, and no unhold still touching the loop
+    bool alive() const;
+    static uint64_t now();
+
+    // ---- scheduled callbacks -----------------------------------------------------------
+    int call_soon(aiol_callback cb, void *ud, aiol_destroy_fn destroy, Handle **ret);
+    int call_at(uint64_t when, aiol_callback cb, void *ud, aiol_destroy_fn destroy,
+                Handle **ret);
+    int call_soon_threadsafe(aiol_callback cb, void *ud, aiol_destroy_fn destroy);
+    int cancel(Handle *h);
+
+    // ---- fds ---------------------------------------------------------------------------
+    // The watcher for fd, or NULL. Used for asyncio's _ensure_fd_no_transport.
+    IoWatcher *watcher_of(int fd) const {
+        return fd >= 0 && (size_t)fd < fds_.size() ? fds_[fd].w : nullptr;
+    }
+    // Sets (w != NULL) or clears the watcher of fd with an interest mask; a different
+    // watcher bumps the generation so events collected for the old one are dropped. Makes
+    // a poller call only when the registered mask changes.
+    int watch(int fd, IoWatcher *w, uint32_t mask);
+    int set_interest(int fd, uint32_t mask);
+    int unwatch(int fd) { return watch(fd, nullptr, 0); }
+
+    int add_fd_callback(int fd, bool writer, aiol_fd_callback cb, void *ud,
+                        aiol_destroy_fn destroy);
+    int remove_fd_callback(int fd, bool writer);
+
+    int add_signal_handler(int signum, aiol_callback cb, void *ud, aiol_destroy_fn destroy);
+    int remove_signal_handler(int signum);
+
+    // ---- reports and debug ---------------------------------------------------------------
+    int set_exception_handler(aiol_exception_handler h, void *ud, aiol_destroy_fn destroy);
+    // Calls the handler now (we are inside the loop's run or close).
+    void report(const aiol_error_context &ctx);
+    void report(int code, const char *message, int kind = AIOL_OBJ_NONE, void *object = nullptr,
+                void *protocol_data = nullptr, const char *detail = nullptr);
+    // Queues a copy of ctx for the handler; delivered after the current callback.
+    int report_later(const aiol_error_context &ctx);
+    void set_debug(bool on) { debug_ = on; }
+    bool debug() const { return debug_; }
+
+    // ---- deferral ------------------------------------------------------------------------
+    void defer(void (*run)(void *, void *), void *ctx, void *arg);
+    void defer_destroy(aiol_destroy_fn destroy, void *ud) {
+        if (destroy) defer_item(Deferred{nullptr, nullptr, ud, destroy});
+    }
+    // Runs f (a user callback) and then what it deferred.
+    template <class F> void invoke(F &&f, const void *what = nullptr) {
+        uint64_t t0 = debug_ ? now() : 0;
+        f();
+        if (debug_) check_slow(t0, what);
+        drain_deferred();
+    }
+    // Counts objects of the net layer (servers, transports, requests) that keep it alive.
+    void retain_alive() { extra_alive_++; }
+    void release_alive() { extra_alive_--; }
+
+private:
+    friend struct UserFdWatcher;
+    friend struct WakeWatcher;
+    friend struct SignalWatcher;
+
+    struct FdEntry {
+        IoWatcher *w = nullptr;
+        uint32_t mask = 0;  // registered with the poller
+        uint32_t gen = 0;
+    };
+    struct ThreadsafeCall {
+        aiol_callback cb;
+        void *ud;
+        aiol_destroy_fn destroy;
+    };
+
+    void run_once(int mode);
+    int poll_timeout(int mode) const;
+    void run_ready_item(ReadyItem &it);
+    void run_handle(Handle *h);
+    void take_threadsafe_calls();
+    void wake();
+    void drain_deferred();
+    void defer_item(const Deferred &d);
+    void check_slow(uint64_t t0, const void *what);
+    void report_open_resources();
+    void drop_handle_ref(Handle *h);
+    int ensure_fd_slot(int fd);
+    int ensure_signal_pipe();
+
+    Poller poller_;
+    Ring<ReadyItem> ready_;
+    TimerHeap timers_;
+    std::vector<FdEntry> fds_;
+    std::vector<Deferred> deferred_;
+    size_t deferred_head_ = 0;
+    bool draining_ = false;
+
+    uint64_t seq_ = 0;               // scheduling order for equal deadlines
+    size_t live_handles_ = 0;        // scheduled, not yet run or cancelled
+    size_t fd_callbacks_ = 0;        // user readers + writers
+    size_t extra_alive_ = 0;         // net objects
+    bool closed_ = false;
+    bool debug_ = false;
+    bool in_close_ = false;
+
+    std::atomic<uintptr_t> owner_{0};  // thread running the loop, 0 if none
+    std::atomic<bool> stop_{false};
+    std::atomic<int> holds_{0};
+
+    // call_soon_threadsafe: a locked queue plus an eventfd, written only when the loop
+    // might be asleep (wake_pending_ coalesces a burst of posts into one write).
+    std::mutex ts_mutex_;
+    std::vector<ThreadsafeCall> ts_queue_;
+    std::vector<ThreadsafeCall> ts_taken_;
+    std::atomic<size_t> ts_count_{0};
+    std::atomic<bool> wake_pending_{false};
+    int wake_fd_ = -1;        // eventfd, or the read end of a pipe
+    int wake_write_fd_ = -1;  // same as wake_fd_ for an eventfd
+    IoWatcher *wake_watcher_ = nullptr;
+
+    std::vector<UserFdWatcher *> user_fd_watchers_;  // by fd; mirrors fds_ for kUser
+    SignalHandler *signals_[65] = {};
+    int sig_read_fd_ = -1, sig_write_fd_ = -1;
+    IoWatcher *sig_watcher_ = nullptr;
+
+    aiol_exception_handler exc_handler_ = nullptr;
+    void *exc_ud_ = nullptr;
+    aiol_destroy_fn exc_destroy_ = nullptr;
+};
+
+}  // namespace aiol
+
+// The opaque C types are the C++ objects themselves.
+struct aiol_loop final : aiol::Loop {};
