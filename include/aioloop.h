@@ -36,6 +36,7 @@
 #include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -251,6 +252,192 @@ AIOL_EXPORT int aiol_loop_add_signal_handler(aiol_loop *loop, int signum, aiol_c
                                              void *user_data, aiol_destroy_fn destroy);
 /* 1 removed, 0 none. */
 AIOL_EXPORT int aiol_loop_remove_signal_handler(aiol_loop *loop, int signum);
+
+
+/* ---- protocol (asyncio Protocol + BufferedProtocol) -------------------------------- */
+
+typedef struct aiol_transport aiol_transport;
+
+/* Callbacks per transport, in this order: connection_made; then data_received or
+   buffer_updated, interleaved with pause_writing / resume_writing (strictly alternating,
+   pause first); then at most one eof_received; then connection_lost (if and only if
+   connection_made ran); then destroy. After pause_reading, close or abort returns, no
+   data_received, buffer_updated or eof_received runs until resume_reading. Any callback
+   may be NULL (a NULL eof_received counts as returning 0). The struct is copied. */
+typedef struct aiol_protocol {
+    size_t size; /* sizeof(aiol_protocol) */
+    void (*connection_made)(aiol_transport *t, void *user_data);
+    /* data is borrowed for the call; len is never 0 */
+    void (*data_received)(aiol_transport *t, const void *data, size_t len, void *user_data);
+    /* nonzero keeps the transport open for writing (half-close); 0 closes it */
+    int (*eof_received)(aiol_transport *t, void *user_data);
+    /* status 0 for a clean close, else the error (AIOL_ECANCELED after abort) */
+    void (*connection_lost)(aiol_transport *t, int status, void *user_data);
+    void (*pause_writing)(aiol_transport *t, void *user_data);
+    void (*resume_writing)(aiol_transport *t, void *user_data);
+    /* BufferedProtocol: both set or both NULL (else AIOL_EINVAL); when set, data_received
+       is never called. The buffer must stay valid and untouched until the next
+       buffer_updated, get_buffer or connection_lost of this transport; NULL or *len == 0
+       aborts the transport with AIOL_EINVAL and a report. size_hint 0 means no hint. */
+    void *(*get_buffer)(aiol_transport *t, size_t size_hint, size_t *len, void *user_data);
+    void (*buffer_updated)(aiol_transport *t, size_t nbytes, void *user_data);
+    /* runs exactly once per accepted user_data, after connection_lost (or once the
+       attempt is abandoned if connection_made never ran) */
+    void (*destroy)(void *user_data);
+} aiol_protocol;
+
+/* Makes each accepted connection's user_data; nonzero refuses it (the socket is closed,
+   *user_data ignored). Runs on the loop thread. */
+typedef int (*aiol_protocol_factory)(void *factory_data, const struct sockaddr *peer,
+                                     socklen_t peer_len, void **user_data);
+
+/* ---- server (asyncio Server) -------------------------------------------------------- */
+
+typedef struct aiol_server aiol_server;
+typedef struct aiol_tls_context aiol_tls_context;
+
+typedef struct aiol_server_config {
+    size_t size;                 /* sizeof(aiol_server_config) */
+    const char *host;            /* NULL: all interfaces, every family (one socket each);
+                                    resolved synchronously */
+    uint16_t port;               /* 0: ephemeral (per socket; read it with sockname) */
+    const char *unix_path;       /* set: AF_UNIX; a stale socket file is replaced, the path
+                                    unlinked on close */
+    int backlog;                 /* 0: 100; also the accept batch per readiness event */
+    int reuse_port;              /* SO_REUSEPORT */
+    aiol_tls_context *tls;       /* NULL: plain (TLS: AIOL_ENOTSUP until it is built in) */
+    uint64_t tls_handshake_timeout_ns; /* 0: 60 s */
+    uint64_t tls_shutdown_timeout_ns;  /* 0: 30 s */
+} aiol_server_config;
+
+/* Binds every address, listens and starts serving (asyncio create_server with
+   start_serving=True). If any address fails to bind, everything is closed and the error
+   returned. On EMFILE/ENFILE/ENOBUFS/ENOMEM while accepting, the server stops accepting
+   for 1 s and reports once through the exception handler. factory_destroy(factory_data)
+   runs once the server is freed and gone. */
+AIOL_EXPORT int aiol_server_start(aiol_loop *loop, const aiol_server_config *cfg,
+                                  const aiol_protocol *protocol, aiol_protocol_factory factory,
+                                  void *factory_data, aiol_destroy_fn factory_destroy,
+                                  aiol_server **ret);
+/* Adopts an inherited listening socket (systemd, a parent); fd taken on success. */
+AIOL_EXPORT int aiol_server_start_fd(aiol_loop *loop, int listen_fd,
+                                     const aiol_server_config *cfg,
+                                     const aiol_protocol *protocol,
+                                     aiol_protocol_factory factory, void *factory_data,
+                                     aiol_destroy_fn factory_destroy, aiol_server **ret);
+/* Stops listening and closes the listening sockets; the factory never runs after it
+   returns; live connections go on. Idempotent. */
+AIOL_EXPORT int aiol_server_close(aiol_server *s);
+/* aiol_transport_close / aiol_transport_abort on each connection (asyncio 3.13). */
+AIOL_EXPORT int aiol_server_close_clients(aiol_server *s);
+AIOL_EXPORT int aiol_server_abort_clients(aiol_server *s);
+/* cb runs once, after close and after the last connection has gone, never inside this
+   call; it may call aiol_server_free(s). */
+AIOL_EXPORT int aiol_server_wait_closed(aiol_server *s, void (*cb)(aiol_server *s, void *ud),
+                                        void *ud);
+AIOL_EXPORT int aiol_server_is_serving(const aiol_server *s);
+AIOL_EXPORT int aiol_server_socket_count(const aiol_server *s);
+/* *len is in/out (the size of *addr on entry). AIOL_ERANGE for an index out of range. */
+AIOL_EXPORT int aiol_server_sockname(const aiol_server *s, int index,
+                                     struct sockaddr_storage *addr, socklen_t *len);
+AIOL_EXPORT aiol_loop *aiol_server_loop(const aiol_server *s);
+/* Closes the server if still open and gives up the caller's pointer; never AIOL_EBUSY.
+   The memory goes when its last connection (and wait_closed callback) is gone. */
+AIOL_EXPORT int aiol_server_free(aiol_server *s);
+
+/* ---- transport (asyncio _SelectorSocketTransport) ---------------------------------- */
+
+typedef struct aiol_buf {
+    const void *base;
+    size_t len;
+} aiol_buf;
+
+#define AIOL_WBUF_DEFAULT SIZE_MAX
+
+/* 0 once the bytes are accepted (sent now, the rest copied and queued); a zero length is
+   a no-op. AIOL_ESTATE after write_eof, AIOL_ECLOSED after close/abort or once the
+   connection is lost (the data is dropped), AIOL_EBUSY during sendfile. Socket errors
+   are never returned here: they close the transport and reach connection_lost. */
+AIOL_EXPORT int aiol_transport_write(aiol_transport *t, const void *data, size_t len);
+AIOL_EXPORT int aiol_transport_writev(aiol_transport *t, const aiol_buf *bufs, size_t n);
+/* Half close once the queue has drained (shutdown(SHUT_WR)). Idempotent. */
+AIOL_EXPORT int aiol_transport_write_eof(aiol_transport *t);
+AIOL_EXPORT int aiol_transport_can_write_eof(const aiol_transport *t);
+/* Stops reading, flushes the queue, then closes; connection_lost(0). Idempotent. */
+AIOL_EXPORT int aiol_transport_close(aiol_transport *t);
+/* Drops the queue and closes now; connection_lost(AIOL_ECANCELED). */
+AIOL_EXPORT int aiol_transport_abort(aiol_transport *t);
+AIOL_EXPORT int aiol_transport_is_closing(const aiol_transport *t);
+AIOL_EXPORT int aiol_transport_pause_reading(aiol_transport *t);
+AIOL_EXPORT int aiol_transport_resume_reading(aiol_transport *t);
+AIOL_EXPORT int aiol_transport_is_reading(const aiol_transport *t);
+/* AIOL_WBUF_DEFAULT for either: asyncio's rule (high 64 KiB, or 4 x low when only low is
+   given; low = high / 4). high < low gives AIOL_EINVAL. */
+AIOL_EXPORT int aiol_transport_set_write_buffer_limits(aiol_transport *t, size_t high,
+                                                       size_t low);
+AIOL_EXPORT size_t aiol_transport_get_write_buffer_size(const aiol_transport *t);
+AIOL_EXPORT int aiol_transport_get_write_buffer_limits(const aiol_transport *t, size_t *high,
+                                                       size_t *low);
+/* Captured at accept/connect; readable while the memory lives. *len is in/out. */
+AIOL_EXPORT int aiol_transport_peername(const aiol_transport *t, struct sockaddr_storage *addr,
+                                        socklen_t *len);
+AIOL_EXPORT int aiol_transport_sockname(const aiol_transport *t, struct sockaddr_storage *addr,
+                                        socklen_t *len);
+/* The socket fd, AIOL_ECLOSED once closed. Do not close it or watch it yourself. */
+AIOL_EXPORT int aiol_transport_fileno(const aiol_transport *t);
+/* Sends count bytes of fd from offset (count 0: to the end of the file) with
+   sendfile(2) once the write queue has drained, falling back to read + send for files
+   sendfile refuses. The caller keeps fd open until done; the file position is not used.
+   Reading is paused and writes are refused (AIOL_EBUSY) until done, which runs once,
+   never inside this call, before connection_lost, with the bytes sent and 0, the error,
+   or AIOL_ECANCELED if the transport closed first. SIGPIPE is blocked around sendfile(2)
+   on the loop thread, so a vanished peer never kills the process. */
+AIOL_EXPORT int aiol_transport_sendfile(aiol_transport *t, int fd, uint64_t offset,
+                                        uint64_t count,
+                                        void (*done)(aiol_transport *t, int status,
+                                                     uint64_t sent, void *ud),
+                                        void *ud);
+/* NULL once the loop is gone. */
+AIOL_EXPORT aiol_loop *aiol_transport_loop(const aiol_transport *t);
+AIOL_EXPORT void *aiol_transport_get_protocol_data(const aiol_transport *t);
+/* asyncio set_protocol: later callbacks go to p with user_data; no connection_made for
+   it; the old user_data's destroy runs after the current callback. */
+AIOL_EXPORT int aiol_transport_set_protocol(aiol_transport *t, const aiol_protocol *p,
+                                            void *user_data);
+/* [any thread] Keep the memory past connection_lost; the last unref frees it. */
+AIOL_EXPORT int aiol_transport_ref(aiol_transport *t);
+AIOL_EXPORT int aiol_transport_unref(aiol_transport *t);
+
+/* ---- client ----------------------------------------------------------------------- */
+
+typedef struct aiol_connect_config {
+    size_t size;                 /* sizeof(aiol_connect_config) */
+    const char *host;            /* name or address; resolved off the loop thread */
+    uint16_t port;
+    const char *unix_path;       /* set: AF_UNIX instead */
+    aiol_tls_context *tls;       /* NULL: plain (TLS: AIOL_ENOTSUP until it is built in) */
+    const char *server_hostname; /* SNI and verification name; NULL: host */
+    uint64_t timeout_ns;         /* 0: none; covers resolution, connect and TLS */
+    uint64_t tls_handshake_timeout_ns; /* 0: 60 s */
+    uint64_t tls_shutdown_timeout_ns;  /* 0: 30 s */
+} aiol_connect_config;
+
+/* Only AIOL_EINVAL, AIOL_ENOMEM, AIOL_ECLOSED, AIOL_ETHREAD and AIOL_ENOTSUP come back
+   directly (then done never runs and the caller keeps user_data). Every resolution,
+   network and TLS error goes to done(NULL, err), never from inside this call; addresses
+   are tried in resolver order and the status is the last one's error. On success
+   done(t, 0) runs right after connection_made. Cancelling the handle (ret, may be NULL)
+   gives done(NULL, AIOL_ECANCELED). The protocol's destroy(user_data) runs after
+   connection_lost, or after done if no connection was made. */
+AIOL_EXPORT int aiol_loop_connect(aiol_loop *loop, const aiol_connect_config *cfg,
+                                  const aiol_protocol *protocol, void *user_data,
+                                  void (*done)(aiol_transport *t, int status, void *ud),
+                                  void *ud, aiol_handle **ret);
+/* Wraps a connected stream socket (made non-blocking); connection_made runs in the next
+   iteration. AIOL_ENOTSOCK for a non-socket, AIOL_EINVAL for a non-stream socket,
+   AIOL_EBUSY for an fd the loop already watches. On failure the caller keeps fd. */
+AIOL_EXPORT int aiol_transport_adopt(aiol_loop *loop, int fd, const aiol_protocol *protocol,
+                                     void *user_data, aiol_transport **ret);
 
 #ifdef __cplusplus
 }

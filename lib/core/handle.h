@@ -25,6 +25,10 @@ struct Handle {
     std::atomic<uint32_t> refs{1};
     State state = kPending;
     bool timer = false;
+    // Set for a handle that stands for a request rather than a scheduled callback
+    // (aiol_loop_connect): cancel calls the hook instead of dropping a queued callback.
+    void (*cancel_hook)(void *owner) = nullptr;
+    void *owner = nullptr;
 
     // Drops one reference; the last one frees the memory (any thread).
     void unref() {

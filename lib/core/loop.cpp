@@ -206,7 +206,14 @@ void Loop::run_once(int mode) {
     for (size_t todo = ready_.size(); todo > 0 && !closed_; todo--) {
         ReadyItem it = ready_.pop();
         run_ready_item(it);
+        if (!garbage_.empty()) collect_garbage();
     }
+}
+
+void Loop::collect_garbage() {
+    std::vector<Garbage> g;
+    g.swap(garbage_);
+    for (const Garbage &x : g) x.fn(x.p);
 }
 
 void Loop::run_ready_item(ReadyItem &it) {
@@ -325,6 +332,11 @@ int Loop::call_at(uint64_t when, aiol_callback cb, void *ud, aiol_destroy_fn des
 
 int Loop::cancel(Handle *h) {
     if (h->state != Handle::kPending) return 0;
+    if (h->cancel_hook) {  // a request: it reports ECANCELED through its own callback
+        h->state = Handle::kCancelled;
+        h->cancel_hook(h->owner);
+        return 1;
+    }
     h->state = Handle::kCancelled;
     live_handles_--;
     if (h->timer) timers_.note_cancelled();
@@ -407,7 +419,7 @@ struct UserFdWatcher final : IoWatcher {
             loop->invoke([&] { s.cb(static_cast<aiol_loop *>(loop), fd, s.ud); },
                          (const void *)s.cb);
         }
-        if ((events & kWritable) && writer.cb && loop->user_fd_watchers_[fd] == this) {
+        if ((events & kWritable) && writer.cb) {  // still alive: freed only after dispatch
             Slot s = writer;
             loop->invoke([&] { s.cb(static_cast<aiol_loop *>(loop), fd, s.ud); },
                          (const void *)s.cb);
@@ -418,7 +430,7 @@ struct UserFdWatcher final : IoWatcher {
     Slot reader, writer;
 };
 
-static void delete_user_watcher(void *w, void *) { delete static_cast<UserFdWatcher *>(w); }
+static void delete_user_watcher(void *w) { delete static_cast<UserFdWatcher *>(w); }
 
 int Loop::add_fd_callback(int fd, bool is_writer, aiol_fd_callback cb, void *ud,
                           aiol_destroy_fn destroy) {
@@ -456,6 +468,7 @@ int Loop::remove_fd_callback(int fd, bool is_writer) {
     UserFdWatcher::Slot &slot = is_writer ? w->writer : w->reader;
     if (!slot.cb) return 0;
     deferred_.reserve(deferred_.size() + 2);
+    garbage_.reserve(garbage_.size() + 1);
     UserFdWatcher::Slot old = slot;
     slot = UserFdWatcher::Slot{};
     uint32_t mask = w->mask();
@@ -465,11 +478,41 @@ int Loop::remove_fd_callback(int fd, bool is_writer) {
     else {
         (void)unwatch(fd);
         user_fd_watchers_[fd] = nullptr;
-        defer(delete_user_watcher, w, nullptr);  // its on_io may be on the stack
+        free_later(delete_user_watcher, w);  // its on_io may be on the stack
     }
     fd_callbacks_--;
     defer_destroy(old.destroy, old.ud);
     return 1;
+}
+
+// ---- net objects ----------------------------------------------------------------------
+
+void Loop::link(NetObject *o) {
+    o->prev = nullptr;
+    o->next = net_head_;
+    if (net_head_) net_head_->prev = o;
+    net_head_ = o;
+}
+
+void Loop::unlink(NetObject *o) {
+    if (o->prev) o->prev->next = o->next;
+    else if (net_head_ == o) net_head_ = o->next;
+    if (o->next) o->next->prev = o->prev;
+    o->prev = o->next = nullptr;
+}
+
+int Loop::call_soon_internal(aiol_callback cb, void *ud, aiol_destroy_fn destroy) {
+    if (in_close_) {
+        cb(static_cast<aiol_loop *>(this), ud);
+        if (destroy) destroy(ud);
+        return 0;
+    }
+    return call_soon(cb, ud, destroy, nullptr);
+}
+
+unsigned char *Loop::read_buffer() {
+    if (!read_buf_) read_buf_.reset(new unsigned char[kReadSize]);
+    return read_buf_.get();
 }
 
 // ---- close --------------------------------------------------------------------------
@@ -479,6 +522,19 @@ int Loop::close() {
     if (running()) return AIOL_ESTATE;
     in_close_ = true;
     if (debug_) report_open_resources();
+
+    // The net layer first: its teardown runs connection_lost, done and wait_closed
+    // callbacks, which may still schedule or cancel things dropped below.
+    for (int order = NetObject::kRequest; order <= NetObject::kServer; order++) {
+        for (NetObject *o = net_head_; o;) {
+            NetObject *next = o->next;
+            if (o->order == order) {
+                o->on_loop_close();
+                next = net_head_;  // the callbacks may have unlinked anything: restart
+            }
+            o = next;
+        }
+    }
 
     // Signal handlers first, so no new signal work arrives.
     for (int s = 1; s < 65; s++)
@@ -520,6 +576,7 @@ int Loop::close() {
         exc_ud_ = nullptr;
     }
     drain_deferred();
+    collect_garbage();
     in_close_ = false;
     return 0;
 }

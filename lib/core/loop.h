@@ -8,6 +8,7 @@
 #pragma once
 
 #include <atomic>
+#include <memory>
 #include <cstdint>
 #include <mutex>
 #include <vector>
@@ -56,6 +57,18 @@ struct ReadyItem {
 
 struct UserFdWatcher;
 struct SignalHandler;
+
+// A server, transport or request of the net layer. The loop keeps them on a list so that
+// aiol_loop_close can tear them down: requests first, then transports, then servers (so a
+// server sees its connections gone and runs its wait_closed callbacks), all inside close.
+struct NetObject {
+    enum Order : uint8_t { kRequest = 0, kTransport = 1, kServer = 2 };
+    explicit NetObject(Order o) : order(o) {}
+    virtual ~NetObject() = default;
+    virtual void on_loop_close() = 0;  // must unlink itself
+    const Order order;
+    NetObject *prev = nullptr, *next = nullptr;
+};
 
 class Loop {
 public:
@@ -135,9 +148,26 @@ public:
         if (debug_) check_slow(t0, what);
         drain_deferred();
     }
+    // Frees p with fn once the current event or callback has been dispatched completely
+    // (an object whose method may still be on the stack, unlike defer's user callbacks).
+    void free_later(void (*fn)(void *), void *p) { garbage_.push_back(Garbage{fn, p}); }
+    void collect_garbage();
+
     // Counts objects of the net layer (servers, transports, requests) that keep it alive.
     void retain_alive() { extra_alive_++; }
     void release_alive() { extra_alive_--; }
+    void link(NetObject *o);
+    void unlink(NetObject *o);
+    bool in_close() const { return in_close_; }
+    NetObject *&resolver_slot() { return resolver_; }  // the net layer's resolver, lazily made
+    // Runs cb(ud) as a loop callback: queued with call_soon, or at once inside close (where
+    // the ready queue is being dropped). destroy(ud) runs if it is dropped instead.
+    int call_soon_internal(aiol_callback cb, void *ud, aiol_destroy_fn destroy);
+
+    // One 256 KiB receive buffer shared by every transport of this loop (asyncio's
+    // max_size): data_received borrows it for the call, so it can be reused at once.
+    static constexpr size_t kReadSize = 256 * 1024;
+    unsigned char *read_buffer();
 
 private:
     friend struct UserFdWatcher;
@@ -174,6 +204,11 @@ private:
     TimerHeap timers_;
     std::vector<FdEntry> fds_;
     std::vector<Deferred> deferred_;
+    struct Garbage {
+        void (*fn)(void *);
+        void *p;
+    };
+    std::vector<Garbage> garbage_;
     size_t deferred_head_ = 0;
     bool draining_ = false;
 
@@ -204,6 +239,10 @@ private:
     SignalHandler *signals_[65] = {};
     int sig_read_fd_ = -1, sig_write_fd_ = -1;
     IoWatcher *sig_watcher_ = nullptr;
+
+    NetObject *net_head_ = nullptr;
+    NetObject *resolver_ = nullptr;
+    std::unique_ptr<unsigned char[]> read_buf_;
 
     aiol_exception_handler exc_handler_ = nullptr;
     void *exc_ud_ = nullptr;

@@ -20,7 +20,11 @@ public:
     bool empty() const { return heap_.empty(); }
     size_t size() const { return heap_.size(); }
     size_t cancelled() const { return cancelled_; }
-    void reserve_one() { heap_.reserve(heap_.size() + 1); }
+    // Room for one more push, so push() cannot throw. Grows geometrically: reserving
+    // exactly size() + 1 would reallocate on every call_at (quadratic scheduling).
+    void reserve_one() {
+        if (heap_.size() == heap_.capacity()) heap_.reserve(heap_.empty() ? 64 : heap_.size() * 2);
+    }
     void push(Handle *h) {
         heap_.push_back(h);
         std::push_heap(heap_.begin(), heap_.end(), later);

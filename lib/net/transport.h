@@ -1,0 +1,130 @@
+// SocketTransport: asyncio's _SelectorSocketTransport (selector_events.py) with its
+// _FlowControlMixin (transports.py): reads into data_received or a BufferedProtocol's
+// buffer, try-now-then-queue writes, watermarks, half-close, close/abort, sendfile.
+//
+// The library holds one reference from creation until connection_lost has returned (or
+// the attempt was abandoned); callers add theirs with aiol_transport_ref. Memory goes with
+// the last reference; the fd is closed when connection_lost runs, as asyncio does.
+#pragma once
+
+#include <sys/socket.h>
+
+#include <atomic>
+#include <cstdint>
+
+#include "../core/loop.h"
+#include "write_buffer.h"
+
+namespace aiol {
+
+class Server;
+struct ConnectRequest;
+struct SendfileJob;
+
+class SocketTransport : public IoWatcher, public NetObject {
+public:
+    SocketTransport(Loop *loop, int fd, const aiol_protocol &protocol, void *ud, Server *server);
+    ~SocketTransport() override;
+
+    // Registers the fd and schedules connection_made (then reading), as asyncio's
+    // __init__ does with call_soon. Throws std::bad_alloc on failure (nothing scheduled).
+    void start();
+    void set_connect_request(ConnectRequest *r) { connect_ = r; }
+
+    // ---- the public operations (aiol_transport_*) --------------------------------------
+    int write(const void *data, size_t len);
+    int writev(const aiol_buf *bufs, size_t n);
+    int write_eof();
+    bool can_write_eof() const { return true; }  // TCP and AF_UNIX both half-close
+    int close();
+    int abort();
+    bool is_closing() const { return closing_; }
+    int pause_reading();
+    int resume_reading();
+    bool is_reading() const { return !closing_ && !paused_ && !lost_; }
+    int set_write_buffer_limits(size_t high, size_t low);
+    size_t write_buffer_size() const { return wbuf_.size(); }
+    size_t high_water() const { return high_; }
+    size_t low_water() const { return low_; }
+    int sendfile(int fd, uint64_t offset, uint64_t count,
+                 void (*done)(aiol_transport *, int, uint64_t, void *), void *ud);
+    int set_protocol(const aiol_protocol &p, void *ud);
+    void *protocol_data() const { return ud_; }
+    int fileno() const { return lost_ ? AIOL_ECLOSED : fd_; }
+    bool lost() const { return lost_; }
+    Loop *loop() const { return loop_; }
+    int copy_name(bool peer, sockaddr_storage *addr, socklen_t *len) const;
+
+    void ref() { refs_.fetch_add(1, std::memory_order_relaxed); }
+    void unref();
+
+    // Abandons a transport whose connection_made has not run (a cancelled connect).
+    void abandon();
+
+    void on_io(uint32_t events) override;
+    void on_loop_close() override;
+
+private:
+    friend class Server;
+    aiol_transport *self();
+
+    void read_ready();
+    void read_ready_buffered();
+    void on_eof();
+    void write_ready();
+    void sendfile_step();
+    void finish_sendfile(int status);
+    void update_interest();
+    void maybe_pause_protocol();
+    void maybe_resume_protocol();
+    void fatal_error(int err, const char *message, bool report);
+    void force_close(int err);
+    void schedule_connection_lost(int err);
+    void call_connection_lost(int err);
+    void note_write_after_loss();
+
+    static void cb_connection_made(aiol_loop *, void *t);
+    static void cb_connection_lost(aiol_loop *, void *t);
+    static void cb_unref(void *t);
+    static void cb_pause_writing(void *t, void *);
+
+    Loop *loop_;
+    int fd_;
+    int family_ = AF_UNSPEC;
+    aiol_protocol proto_;
+    void *ud_;
+    Server *server_;
+    ConnectRequest *connect_ = nullptr;
+    std::atomic<int> refs_{1};
+
+    WriteBuffer wbuf_;
+    size_t high_ = 64 * 1024, low_ = 16 * 1024;  // _FlowControlMixin defaults
+    uint32_t interest_ = 0;
+    int lost_status_ = 0;
+    unsigned writes_after_loss_ = 0;
+    SendfileJob *sendfile_ = nullptr;
+
+    bool made_ = false;           // connection_made ran
+    bool closing_ = false;        // close() or abort() called (asyncio _closing)
+    bool conn_lost_ = false;      // connection_lost scheduled (asyncio _conn_lost)
+    bool lost_ = false;           // connection_lost ran; the fd is closed
+    bool paused_ = false;         // pause_reading
+    bool read_eof_ = false;       // EOF seen and kept open: the reader is gone
+    bool eof_ = false;            // write_eof called
+    bool shut_wr_ = false;        // shutdown(SHUT_WR) done
+    bool protocol_paused_ = false;  // pause_writing delivered or queued
+
+    sockaddr_storage peer_{};
+    socklen_t peer_len_ = 0;
+    sockaddr_storage local_{};
+    socklen_t local_len_ = 0;
+
+public:
+    SocketTransport *server_prev = nullptr, *server_next = nullptr;  // Server's client list
+};
+
+}  // namespace aiol
+
+struct aiol_transport final : aiol::SocketTransport {
+    using SocketTransport::SocketTransport;
+};
