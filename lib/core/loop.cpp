@@ -6,6 +6,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -20,6 +21,13 @@ constexpr uint64_t kMaxPollTimeoutNs = 24ull * 3600 * 1000000000ull;  // MAXIMUM
 constexpr uint64_t kSlowCallbackNs = 100000000ull;                     // slow_callback_duration
 
 thread_local char tls_thread_marker;
+
+// Room for n more items, so the pushes that follow cannot throw. Grows geometrically:
+// reserve(size() + n) allocates exactly that much, which made removing many watchers
+// (or closing a loop with many) quadratic.
+template <class V> void reserve_more(V &v, size_t n) {
+    if (v.capacity() - v.size() < n) v.reserve(std::max(v.size() + n, 2 * v.size()));
+}
 
 }  // namespace
 
@@ -38,10 +46,13 @@ struct WakeWatcher final : IoWatcher {
     explicit WakeWatcher(Loop *l) : IoWatcher(kInternal), loop(l) {}
     void on_io(uint32_t) override {
         uint64_t buf[16];
-        // Clear the flag before reading: a post racing with us writes again.
-        loop->wake_pending_.store(false, std::memory_order_seq_cst);
+        // Drain, then clear the flag. Clearing first lost wake-ups: a post between the
+        // clear and the read had its write drained here but left the flag set, so every
+        // later post skipped its write and a sleeping loop never woke. A post that sees
+        // the flag still set is taken by this iteration's take_threadsafe_calls.
         while (read(loop->wake_fd_, buf, sizeof buf) > 0 && loop->wake_fd_ != loop->wake_write_fd_) {
         }
+        loop->wake_pending_.store(false, std::memory_order_seq_cst);
     }
     Loop *loop;
 };
@@ -439,7 +450,7 @@ int Loop::add_fd_callback(int fd, bool is_writer, aiol_fd_callback cb, void *ud,
     if (cur && cur->kind != IoWatcher::kUser) return AIOL_EBUSY;  // _ensure_fd_no_transport
     if (int rc = ensure_fd_slot(fd); rc < 0) return rc;
     if ((size_t)fd >= user_fd_watchers_.size()) user_fd_watchers_.resize((size_t)fd + 1);
-    deferred_.reserve(deferred_.size() + 1);  // defer_destroy below must not fail
+    reserve_more(deferred_, 1);  // defer_destroy below must not fail
 
     UserFdWatcher *w = user_fd_watchers_[fd];
     bool fresh = !w;
@@ -467,8 +478,8 @@ int Loop::remove_fd_callback(int fd, bool is_writer) {
     UserFdWatcher *w = user_fd_watchers_[fd];
     UserFdWatcher::Slot &slot = is_writer ? w->writer : w->reader;
     if (!slot.cb) return 0;
-    deferred_.reserve(deferred_.size() + 2);
-    garbage_.reserve(garbage_.size() + 1);
+    reserve_more(deferred_, 2);
+    reserve_more(garbage_, 1);
     UserFdWatcher::Slot old = slot;
     slot = UserFdWatcher::Slot{};
     uint32_t mask = w->mask();
@@ -584,7 +595,7 @@ int Loop::close() {
 // ---- reports ------------------------------------------------------------------------
 
 int Loop::set_exception_handler(aiol_exception_handler h, void *ud, aiol_destroy_fn destroy) {
-    deferred_.reserve(deferred_.size() + 1);
+    reserve_more(deferred_, 1);
     defer_destroy(exc_destroy_, exc_ud_);
     exc_handler_ = h;
     exc_ud_ = h ? ud : nullptr;

@@ -81,12 +81,12 @@ public:
     int check_call() const {
         uintptr_t owner = owner_.load(std::memory_order_relaxed);
         if (owner != 0 && owner != self_id()) return AIOL_ETHREAD;
-        return closed_ ? AIOL_ECLOSED : 0;
+        return closed_.load(std::memory_order_relaxed) ? AIOL_ECLOSED : 0;
     }
     static uintptr_t self_id();
     bool running() const { return owner_.load(std::memory_order_relaxed) != 0; }
     bool running_here() const { return owner_.load(std::memory_order_relaxed) == self_id(); }
-    bool closed() const { return closed_; }
+    bool closed() const { return closed_.load(std::memory_order_relaxed); }
 
     // ---- run, stop, close --------------------------------------------------------------
     int run(int mode);
@@ -216,7 +216,7 @@ private:
     size_t live_handles_ = 0;        // scheduled, not yet run or cancelled
     size_t fd_callbacks_ = 0;        // user readers + writers
     size_t extra_alive_ = 0;         // net objects
-    bool closed_ = false;
+    std::atomic<bool> closed_{false};  // read by [any thread] calls (stop)
     bool debug_ = false;
     bool in_close_ = false;
 

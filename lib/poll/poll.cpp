@@ -1,6 +1,7 @@
 // poll(2) backend: the portable fallback. The interest set is a packed pollfd array with
 // an fd -> slot index, so updates are O(1) and a wait is O(registered fds).
 #include <cerrno>
+#include <cstddef>
 
 #include "poller.h"
 
