@@ -1,0 +1,351 @@
+#!/usr/bin/env python3
+"""Echo benchmark: libaioloop's servers against a raw epoll loop and libuv, in one run.
+
+    python3 bench/run.py [--quick] [--reps N] [--duration S] [--cases a,b] [--servers a,b]
+                         [--server NAME=CMD ...] [--out DIR] [--docs]
+
+Builds everything it runs (a release build of the library in build-bench/, the load
+generator and the reference servers), then for each round, case and server: starts the
+server pinned to CPU 0, runs bench/loadgen pinned to CPU 1, and reads the server's user
+and system CPU time from /proc/PID/stat around the run. Rounds go through every server
+before the next starts, so machine drift spreads over all of them; each cell is the
+median of the rounds. Prints a markdown table with ratios to epoll_echo and uv_echo,
+writes the raw results (JSONL) and a chart (SVG) to --out, and with --docs rewrites
+docs/PERFORMANCE.md.
+
+A server command is any program taking `--host H --port P` and printing a line
+`listening on HOST:PORT` (the real port: we pass 0).
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BUILD = os.path.join(ROOT, "build-bench")
+BIN = os.path.join(BUILD, "bench-bin")
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+SERVER_CPU, CLIENT_CPU = "0", "1"
+
+# name: (loadgen mode, conns, size, pipeline, idle)
+CASES = {
+    "1k": ("echo", 10, 1024, 1, 0),
+    "10k": ("echo", 10, 10240, 1, 0),
+    "100k": ("echo", 10, 102400, 1, 0),
+    "1k-p16": ("echo", 10, 1024, 16, 0),
+    "1k-c100-p16": ("echo", 100, 1024, 16, 0),
+    "churn": ("churn", 10, 1024, 1, 0),
+    "idle10k": ("idle", 1, 1024, 1, 10000),
+}
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def sh(cmd, **kw):
+    subprocess.run(cmd, check=True, **kw)
+
+
+def build(with_uv):
+    """A release build of the library and examples, plus the bench programs."""
+    opts = ["-Dbuildtype=release", "-Db_ndebug=true", "-Dtests=false", "-Dexamples=true"]
+    if not os.path.exists(os.path.join(BUILD, "build.ninja")):
+        sh(["meson", "setup", BUILD, ROOT] + opts, stdout=subprocess.DEVNULL)
+    else:
+        sh(["meson", "configure", BUILD] + opts, stdout=subprocess.DEVNULL)
+    sh(["ninja", "-C", BUILD], stdout=subprocess.DEVNULL)
+    os.makedirs(BIN, exist_ok=True)
+    cc = os.environ.get("CC", "cc")
+    src = os.path.join(ROOT, "bench")
+    sh([cc, "-O2", "-o", os.path.join(BIN, "loadgen"), os.path.join(src, "loadgen.c")])
+    sh([cc, "-O2", "-o", os.path.join(BIN, "epoll_echo"),
+        os.path.join(src, "servers", "epoll_echo.c")])
+    if with_uv:
+        sh([cc, "-O2", "-o", os.path.join(BIN, "uv_echo"),
+            os.path.join(src, "servers", "uv_echo.c"), "-luv"])
+
+
+def have_libuv():
+    return subprocess.run(["pkg-config", "--exists", "libuv"]).returncode == 0
+
+
+def default_servers():
+    servers = {
+        "epoll_echo": [os.path.join(BIN, "epoll_echo")],
+        "uv_echo": [os.path.join(BIN, "uv_echo")],
+        "aioloop": [os.path.join(BUILD, "examples", "echo_server")],
+    }
+    # Binding echo servers, when they have been built.
+    rust = os.path.join(ROOT, "bindings", "rust", "target", "release", "examples", "echo_server")
+    if os.path.exists(rust):
+        servers["aioloop-rust"] = [rust]
+    go = os.path.join(BUILD, "bench-bin", "go_echo_server")
+    if os.path.exists(go):
+        servers["aioloop-go"] = [go]
+    return servers
+
+
+def cpu_ticks(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]), int(fields[12])  # utime, stime (fields 14, 15)
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def start_server(cmd):
+    def pin():
+        os.sched_setaffinity(0, {int(SERVER_CPU)})
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]  # raising it needs privileges
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    p = subprocess.Popen(cmd + ["--host", "127.0.0.1", "--port", "0"], stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL, preexec_fn=pin, text=True)
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        line = p.stdout.readline()
+        m = re.match(r"listening on .*:(\d+)$", line.strip())
+        if m:
+            return p, int(m.group(1))
+        if not line and p.poll() is not None:
+            break
+    p.kill()
+    raise RuntimeError(f"{cmd[0]} did not print 'listening on HOST:PORT'")
+
+
+def stop_server(p):
+    p.terminate()
+    try:
+        p.wait(5)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+
+
+def run_one(name, cmd, case, duration, warmup):
+    mode, conns, size, pipeline, idle = CASES[case]
+    p, port = start_server(cmd)
+    try:
+        rss0 = rss_kib(p.pid)
+        u0, s0 = cpu_ticks(p.pid)
+        lg = subprocess.Popen(
+            ["taskset", "-c", CLIENT_CPU, os.path.join(BIN, "loadgen"), "--port", str(port),
+             "--mode", mode, "--conns", str(conns), "--size", str(size), "--pipeline",
+             str(pipeline), "--idle", str(idle), "--duration", str(duration), "--warmup",
+             str(warmup)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        rss_max = rss0
+        t_measure = time.time() + warmup
+        u1 = s1 = None
+        while lg.poll() is None:
+            time.sleep(0.05)
+            rss_max = max(rss_max, rss_kib(p.pid))
+            if u1 is None and time.time() >= t_measure:
+                u1, s1 = cpu_ticks(p.pid)  # start of the measured window
+        out, err = lg.communicate()
+        u2, s2 = cpu_ticks(p.pid)
+    finally:
+        stop_server(p)
+    if u1 is None:
+        u1, s1 = u0, s0
+    res = json.loads(out.strip().splitlines()[-1]) if out.strip() else {"errors": 1, "msgs": 0}
+    res.update(server=name, case=case, exit=lg.returncode, stderr=err.strip()[-300:])
+    msgs = res.get("msgs", 0)
+    # CPU over the measured window (sampled at the end of warm-up, to within 50 ms).
+    if msgs:
+        res["user_us_per_msg"] = (u2 - u1) / CLK_TCK * 1e6 / msgs
+        res["sys_us_per_msg"] = (s2 - s1) / CLK_TCK * 1e6 / msgs
+        res["cpu_us_per_msg"] = res["user_us_per_msg"] + res["sys_us_per_msg"]
+    if idle:
+        res["rss_per_idle_conn_b"] = (rss_max - rss0) * 1024 / idle
+    return res
+
+
+def median(rows, key):
+    vals = [r[key] for r in rows if key in r and r.get("exit") == 0]
+    return statistics.median(vals) if vals else None
+
+
+def fmt(v, digits=2):
+    if v is None:
+        return "–"
+    if abs(v) >= 1000:
+        return f"{v:,.0f}"
+    return f"{v:.{digits}f}"
+
+
+def table(results, servers, cases):
+    lines = []
+    for case in cases:
+        mode, conns, size, pipeline, idle = CASES[case]
+        lines.append(f"\n### {case}: {mode}, {conns} conns, {size} B, pipeline {pipeline}"
+                     + (f", {idle} idle" if idle else ""))
+        rate = "conns/s" if mode == "churn" else "msgs/s"
+        extra = " | RSS/idle conn B" if idle else ""
+        lines.append(f"\n| server | {rate} | p50 µs | p99 µs | server CPU µs/msg | user | sys "
+                     f"| CPU vs epoll | CPU vs uv | {rate} vs epoll{extra} |")
+        lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if idle else ""))
+        base = {b: median([r for r in results if r["server"] == b and r["case"] == case],
+                          "cpu_us_per_msg") for b in ("epoll_echo", "uv_echo")}
+        base_rate = median([r for r in results if r["server"] == "epoll_echo"
+                            and r["case"] == case], "msgs_per_s")
+        for s in servers:
+            rows = [r for r in results if r["server"] == s and r["case"] == case]
+            if not rows:
+                continue
+            bad = sum(1 for r in rows if r.get("exit") != 0)
+            cpu = median(rows, "cpu_us_per_msg")
+            rps = median(rows, "msgs_per_s")
+            ratio = lambda a, b: f"{a / b:.2f}" if a is not None and b else "–"
+            cells = [s + (f" ({bad}/{len(rows)} failed)" if bad else ""), fmt(rps, 0),
+                     fmt(median(rows, "p50_us"), 1), fmt(median(rows, "p99_us"), 1), fmt(cpu),
+                     fmt(median(rows, "user_us_per_msg")), fmt(median(rows, "sys_us_per_msg")),
+                     ratio(cpu, base["epoll_echo"]), ratio(cpu, base["uv_echo"]),
+                     ratio(rps, base_rate)]
+            if idle:
+                cells.append(fmt(median(rows, "rss_per_idle_conn_b"), 0))
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def svg_chart(results, servers, cases, path):
+    """Grouped bars of server CPU µs/msg, one group per case; no plotting library needed."""
+    cases = [c for c in cases if CASES[c][0] == "echo"]
+    data = {(s, c): median([r for r in results if r["server"] == s and r["case"] == c],
+                           "cpu_us_per_msg") for s in servers for c in cases}
+    top = max([v for v in data.values() if v] or [1]) * 1.15
+    colors = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1"]
+    gw, bw, h, left, bottom = 30 + 22 * len(servers), 20, 320, 60, 40
+    width = left + gw * len(cases) + 160
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{h + bottom + 40}" '
+           'font-family="sans-serif" font-size="11">',
+           f'<text x="{left}" y="16" font-size="13">server CPU µs per echoed message '
+           '(lower is better)</text>']
+    for i in range(5):
+        y = 30 + h - h * i / 4
+        out.append(f'<line x1="{left}" x2="{left + gw * len(cases)}" y1="{y}" y2="{y}" '
+                   'stroke="#ddd"/>')
+        out.append(f'<text x="{left - 6}" y="{y + 4}" text-anchor="end">{top * i / 4:.1f}</text>')
+    for ci, c in enumerate(cases):
+        x0 = left + ci * gw + 15
+        for si, s in enumerate(servers):
+            v = data[(s, c)]
+            if not v:
+                continue
+            bh = h * v / top
+            out.append(f'<rect x="{x0 + si * (bw + 2)}" y="{30 + h - bh}" width="{bw}" '
+                       f'height="{bh}" fill="{colors[si % len(colors)]}"/>')
+        out.append(f'<text x="{x0 + (len(servers) * (bw + 2)) / 2}" y="{30 + h + 16}" '
+                   f'text-anchor="middle">{c}</text>')
+    for si, s in enumerate(servers):
+        y = 40 + si * 16
+        lx = left + gw * len(cases) + 20
+        out.append(f'<rect x="{lx}" y="{y - 9}" width="10" height="10" '
+                   f'fill="{colors[si % len(colors)]}"/><text x="{lx + 14}" y="{y}">{s}</text>')
+    out.append("</svg>")
+    with open(path, "w") as f:
+        f.write("\n".join(out))
+
+
+def machine():
+    cpu = "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{os.cpu_count()} CPUs, {cpu}, Linux {platform.release()}, load {os.getloadavg()[0]:.2f}"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="CI smoke: 1 round, 1 s, three cases")
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--duration", type=float, default=5)
+    ap.add_argument("--warmup", type=float, default=1)
+    ap.add_argument("--cases", default=",".join(CASES))
+    ap.add_argument("--servers", default="")
+    ap.add_argument("--server", action="append", default=[], metavar="NAME=CMD")
+    ap.add_argument("--out", default=os.path.join(BUILD, "results"))
+    ap.add_argument("--docs", action="store_true", help="rewrite docs/PERFORMANCE.md")
+    a = ap.parse_args()
+    if a.quick:
+        a.reps, a.duration, a.warmup = 1, 1, 0.3
+        if a.cases == ",".join(CASES):
+            a.cases = "1k,100k,churn"
+    cases = [c for c in a.cases.split(",") if c]
+    for c in cases:
+        if c not in CASES:
+            sys.exit(f"unknown case {c}; known: {', '.join(CASES)}")
+    with_uv = have_libuv()
+    if not with_uv:
+        log("libuv not found (apt-get install libuv1-dev): uv_echo is left out")
+    build(with_uv)
+    servers = default_servers()
+    if not with_uv:
+        servers.pop("uv_echo")
+    for spec in a.server:
+        name, _, cmd = spec.partition("=")
+        servers[name] = cmd.split()
+    if a.servers:
+        servers = {k: v for k, v in servers.items() if k in a.servers.split(",")}
+    if os.cpu_count() < 2:
+        global CLIENT_CPU
+        CLIENT_CPU = SERVER_CPU
+    os.makedirs(a.out, exist_ok=True)
+    stamp = datetime.datetime.utcnow().strftime("%Y%m%d-%H%M%S")
+    raw = os.path.join(a.out, f"results-{stamp}.jsonl")
+    results = []
+    with open(raw, "w") as f:
+        for rep in range(a.reps):
+            for case in cases:
+                for name, cmd in servers.items():
+                    try:
+                        r = run_one(name, cmd, case, a.duration, a.warmup)
+                    except Exception as e:  # a server that fails to start is a result too
+                        r = {"server": name, "case": case, "exit": -1, "stderr": str(e)}
+                    r["rep"] = rep
+                    results.append(r)
+                    f.write(json.dumps(r) + "\n")
+                    f.flush()
+                    log(f"  {name:14} {case:12} rep={rep} "
+                        f"{r.get('msgs_per_s', 0):>10,.0f}/s  cpu/msg "
+                        f"{r.get('cpu_us_per_msg', float('nan')):.2f} us  errors "
+                        f"{r.get('errors', '?')}  exit {r.get('exit')}")
+    head = (f"Echo benchmark, {datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC. Machine: {machine()}.\n"
+            f"Servers on CPU {SERVER_CPU}, loadgen on CPU {CLIENT_CPU}; {a.duration:g} s measured "
+            f"after {a.warmup:g} s warm-up; median of {a.reps}.\n"
+            f"Command: `python3 bench/run.py {' '.join(sys.argv[1:])}`\n")
+    md = head + table(results, list(servers), cases)
+    chart = os.path.join(a.out, f"cpu-per-msg-{stamp}.svg")
+    svg_chart(results, list(servers), cases, chart)
+    print(md)
+    log(f"raw results: {raw}\nchart: {chart}")
+    if a.docs:
+        docs = os.path.join(ROOT, "docs")
+        os.makedirs(docs, exist_ok=True)
+        shutil.copy(chart, os.path.join(docs, "cpu-per-msg.svg"))
+        with open(os.path.join(docs, "PERFORMANCE.md"), "w") as f:
+            f.write("# Performance\n\n" + md + "\n![server CPU per message](cpu-per-msg.svg)\n")
+    bad = [r for r in results if r.get("exit") != 0]
+    if bad:
+        log(f"{len(bad)} run(s) failed: " + "; ".join(f"{r['server']}/{r['case']}: "
+                                                     f"{r.get('stderr', '')[:120]}" for r in bad))
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
