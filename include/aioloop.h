@@ -278,7 +278,9 @@ typedef struct aiol_protocol {
     /* BufferedProtocol: both set or both NULL (else AIOL_EINVAL); when set, data_received
        is never called. The buffer must stay valid and untouched until the next
        buffer_updated, get_buffer or connection_lost of this transport; NULL or *len == 0
-       aborts the transport with AIOL_EINVAL and a report. size_hint 0 means no hint. */
+       aborts the transport with AIOL_EINVAL and a report. size_hint 0 means no hint.
+       get_buffer, the recv into the buffer and buffer_updated run back to back: anything
+       get_buffer causes (a pause_writing, a destroy) runs after buffer_updated. */
     void *(*get_buffer)(aiol_transport *t, size_t size_hint, size_t *len, void *user_data);
     void (*buffer_updated)(aiol_transport *t, size_t nbytes, void *user_data);
     /* runs exactly once per accepted user_data, after connection_lost (or once the
@@ -331,8 +333,9 @@ AIOL_EXPORT int aiol_server_close(aiol_server *s);
 /* aiol_transport_close / aiol_transport_abort on each connection (asyncio 3.13). */
 AIOL_EXPORT int aiol_server_close_clients(aiol_server *s);
 AIOL_EXPORT int aiol_server_abort_clients(aiol_server *s);
-/* cb runs once, after close and after the last connection has gone, never inside this
-   call; it may call aiol_server_free(s). */
+/* cb runs exactly once (ud has no destroy: cb is where to release it), after close and
+   after the last connection has gone, never inside this call — at the latest inside
+   aiol_loop_close; it may call aiol_server_free(s). */
 AIOL_EXPORT int aiol_server_wait_closed(aiol_server *s, void (*cb)(aiol_server *s, void *ud),
                                         void *ud);
 AIOL_EXPORT int aiol_server_is_serving(const aiol_server *s);
@@ -388,7 +391,8 @@ AIOL_EXPORT int aiol_transport_fileno(const aiol_transport *t);
 /* Sends count bytes of fd from offset (count 0: to the end of the file) with
    sendfile(2) once the write queue has drained, falling back to read + send for files
    sendfile refuses. The caller keeps fd open until done; the file position is not used.
-   Reading is paused and writes are refused (AIOL_EBUSY) until done, which runs once,
+   Reading is paused and writes are refused (AIOL_EBUSY) until done, which runs exactly
+   once (at the latest inside aiol_loop_close; release ud there),
    never inside this call, before connection_lost, with the bytes sent and 0, the error,
    or AIOL_ECANCELED if the transport closed first. SIGPIPE is blocked around sendfile(2)
    on the loop thread, so a vanished peer never kills the process. */
@@ -426,7 +430,8 @@ typedef struct aiol_connect_config {
    directly (then done never runs and the caller keeps user_data). Every resolution,
    network and TLS error goes to done(NULL, err), never from inside this call; addresses
    are tried in resolver order and the status is the last one's error. On success
-   done(t, 0) runs right after connection_made. Cancelling the handle (ret, may be NULL)
+   done(t, 0) runs right after connection_made. done runs exactly once after a 0 return
+   (at the latest inside aiol_loop_close). Cancelling the handle (ret, may be NULL)
    gives done(NULL, AIOL_ECANCELED). The protocol's destroy(user_data) runs after
    connection_lost, or after done if no connection was made. */
 AIOL_EXPORT int aiol_loop_connect(aiol_loop *loop, const aiol_connect_config *cfg,
@@ -435,7 +440,9 @@ AIOL_EXPORT int aiol_loop_connect(aiol_loop *loop, const aiol_connect_config *cf
                                   void *ud, aiol_handle **ret);
 /* Wraps a connected stream socket (made non-blocking); connection_made runs in the next
    iteration. AIOL_ENOTSOCK for a non-socket, AIOL_EINVAL for a non-stream socket,
-   AIOL_EBUSY for an fd the loop already watches. On failure the caller keeps fd. */
+   AIOL_EBUSY for an fd the loop already watches. On failure the caller keeps fd and
+   user_data. *ret (may be NULL) is borrowed like the transport in callbacks: take
+   aiol_transport_ref to keep it past connection_lost. */
 AIOL_EXPORT int aiol_transport_adopt(aiol_loop *loop, int fd, const aiol_protocol *protocol,
                                      void *user_data, aiol_transport **ret);
 

@@ -207,6 +207,7 @@ AIOL_API size_t aiol_transport_get_write_buffer_size(const aiol_transport *t) {
 AIOL_API int aiol_transport_get_write_buffer_limits(const aiol_transport *t, size_t *high,
                                                     size_t *low) {
     if (!t || !high || !low) return AIOL_EINVAL;
+    if (t->lost()) return AIOL_ECLOSED;
     *high = t->high_water();
     *low = t->low_water();
     return 0;

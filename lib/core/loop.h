@@ -141,6 +141,8 @@ public:
     void defer_destroy(aiol_destroy_fn destroy, void *ud) {
         if (destroy) defer_item(Deferred{nullptr, nullptr, ud, destroy});
     }
+    void drain_deferred();
+    void check_slow(uint64_t t0, const void *what);
     // Runs f (a user callback) and then what it deferred.
     template <class F> void invoke(F &&f, const void *what = nullptr) {
         uint64_t t0 = debug_ ? now() : 0;
@@ -191,9 +193,7 @@ private:
     void run_handle(Handle *h);
     void take_threadsafe_calls();
     void wake();
-    void drain_deferred();
     void defer_item(const Deferred &d);
-    void check_slow(uint64_t t0, const void *what);
     void report_open_resources();
     void drop_handle_ref(Handle *h);
     int ensure_fd_slot(int fd);

@@ -140,25 +140,29 @@ void SocketTransport::read_ready() {
 }
 
 void SocketTransport::read_ready_buffered() {
+    // get_buffer, recv and buffer_updated run back to back: what get_buffer defers runs
+    // after buffer_updated, so no other callback can touch the lent buffer in between.
     size_t len = 0;
-    void *buf = nullptr;
-    loop_->invoke([&] { buf = proto_.get_buffer(self(), 0, &len, ud_); },
-                  (const void *)proto_.get_buffer);
-    if (!is_reading()) return;  // paused or closed inside get_buffer
+    void *buf = proto_.get_buffer(self(), 0, &len, ud_);
+    if (!is_reading()) {  // paused or closed inside get_buffer
+        loop_->drain_deferred();
+        return;
+    }
     if (!buf || len == 0) {
         fatal_error(AIOL_EINVAL, "Fatal error: protocol get_buffer() returned an empty buffer",
                     true);
+        loop_->drain_deferred();
         return;
     }
     ssize_t n = recv(fd_, buf, len, 0);
     if (n > 0) {
         loop_->invoke([&] { proto_.buffer_updated(self(), (size_t)n, ud_); },
                       (const void *)proto_.buffer_updated);
-    } else if (n == 0) {
-        on_eof();
-    } else if (!would_block(errno)) {
-        fatal_error(-errno, "Fatal read error on socket transport", false);
+        return;
     }
+    loop_->drain_deferred();
+    if (n == 0) on_eof();
+    else if (!would_block(errno)) fatal_error(-errno, "Fatal read error on socket transport", false);
 }
 
 void SocketTransport::on_eof() {
