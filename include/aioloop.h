@@ -138,7 +138,9 @@ AIOL_EXPORT int aiol_loop_stop(aiol_loop *loop);
 
 /* Tears everything down: cancels every handle, removes every watcher and signal handler,
    drops queued threadsafe callbacks, and runs the resulting destroy callbacks before
-   returning. In debug mode, what was still open is reported first. After it, every call
+   returning. In debug mode, what was still open is reported first. Anything those
+   callbacks schedule is accepted and then cancelled by the same close (its destroy runs).
+   After it, every call
    but aiol_loop_free (and the [any thread] ones, which give AIOL_ECLOSED) gives
    AIOL_ECLOSED. Idempotent. AIOL_ESTATE while this loop's run is on the stack. */
 AIOL_EXPORT int aiol_loop_close(aiol_loop *loop);
@@ -366,7 +368,8 @@ AIOL_EXPORT int aiol_transport_writev(aiol_transport *t, const aiol_buf *bufs, s
 /* Half close once the queue has drained (shutdown(SHUT_WR)). Idempotent. */
 AIOL_EXPORT int aiol_transport_write_eof(aiol_transport *t);
 AIOL_EXPORT int aiol_transport_can_write_eof(const aiol_transport *t);
-/* Stops reading, flushes the queue, then closes; connection_lost(0). Idempotent. */
+/* Stops reading, flushes the queue, then closes; connection_lost(0). A second call returns
+   0 until connection_lost has run, then AIOL_ECLOSED like every call. */
 AIOL_EXPORT int aiol_transport_close(aiol_transport *t);
 /* Drops the queue and closes now; connection_lost(AIOL_ECANCELED). */
 AIOL_EXPORT int aiol_transport_abort(aiol_transport *t);
@@ -401,8 +404,9 @@ AIOL_EXPORT int aiol_transport_sendfile(aiol_transport *t, int fd, uint64_t offs
                                         void (*done)(aiol_transport *t, int status,
                                                      uint64_t sent, void *ud),
                                         void *ud);
-/* NULL once the loop is gone. */
+/* NULL once connection_lost has run (the transport may outlive the loop from then on). */
 AIOL_EXPORT aiol_loop *aiol_transport_loop(const aiol_transport *t);
+/* The protocol's user_data; NULL once connection_lost has run (it is destroyed then). */
 AIOL_EXPORT void *aiol_transport_get_protocol_data(const aiol_transport *t);
 /* asyncio set_protocol: later callbacks go to p with user_data; no connection_made for
    it; the old user_data's destroy runs after the current callback. */

@@ -242,7 +242,7 @@ AIOL_API aiol_loop *aiol_transport_loop(const aiol_transport *t) {
 }
 
 AIOL_API void *aiol_transport_get_protocol_data(const aiol_transport *t) {
-    return t ? t->protocol_data() : nullptr;
+    return t && !t->lost() ? t->protocol_data() : nullptr;  // destroyed after connection_lost
 }
 
 AIOL_API int aiol_transport_set_protocol(aiol_transport *t, const aiol_protocol *p,
