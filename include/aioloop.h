@@ -409,7 +409,9 @@ AIOL_EXPORT aiol_loop *aiol_transport_loop(const aiol_transport *t);
 /* The protocol's user_data; NULL once connection_lost has run (it is destroyed then). */
 AIOL_EXPORT void *aiol_transport_get_protocol_data(const aiol_transport *t);
 /* asyncio set_protocol: later callbacks go to p with user_data; no connection_made for
-   it; the old user_data's destroy runs after the current callback. */
+   it; the old user_data's destroy runs after the current callback — unless p->destroy and
+   user_data are the ones already set, when nothing is destroyed (switching the vtable of
+   the same user_data, e.g. between plain and buffered reads). */
 AIOL_EXPORT int aiol_transport_set_protocol(aiol_transport *t, const aiol_protocol *p,
                                             void *user_data);
 /* [any thread] Keep the memory past connection_lost; the last unref frees it. */

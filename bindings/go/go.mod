@@ -1,0 +1,3 @@
+module github.com/libaioloop/aioloop/bindings/go
+
+go 1.22

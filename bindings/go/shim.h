@@ -1,0 +1,31 @@
+/* shim.h — the C side of the Go binding.
+ *
+ * The Go trampolines are exported from callbacks.go (cgo cannot export Go functions from a
+ * file whose preamble defines C functions, so the definitions live in shim.c). Every
+ * registration goes through an aiolgo_* wrapper that takes the cgo.Handle as a uintptr_t
+ * and turns it into the library's void *user_data, so Go code never converts an integer
+ * to unsafe.Pointer. */
+#ifndef AIOLGO_SHIM_H
+#define AIOLGO_SHIM_H
+
+#include <aioloop.h>
+#include <stdint.h>
+
+/* The one protocol vtable: the buffered form, so a server can serve plain and buffered
+   Go protocols alike (the Go side picks per connection; see protocol.go). */
+extern const aiol_protocol aiolgo_protocol;
+
+int aiolgo_call_soon(aiol_loop *loop, uintptr_t h, aiol_handle **ret);
+int aiolgo_call_later(aiol_loop *loop, uint64_t delay_ns, uintptr_t h, aiol_handle **ret);
+int aiolgo_call_soon_threadsafe(aiol_loop *loop, uintptr_t h);
+int aiolgo_add_reader(aiol_loop *loop, int fd, uintptr_t h);
+int aiolgo_add_writer(aiol_loop *loop, int fd, uintptr_t h);
+int aiolgo_set_exception_handler(aiol_loop *loop, uintptr_t h);
+int aiolgo_server_start(aiol_loop *loop, const aiol_server_config *cfg, uintptr_t h,
+                        aiol_server **ret);
+int aiolgo_server_wait_closed(aiol_server *s, uintptr_t h);
+int aiolgo_connect(aiol_loop *loop, const aiol_connect_config *cfg, uintptr_t h,
+                   aiol_handle **ret);
+int aiolgo_adopt(aiol_loop *loop, int fd, uintptr_t h, aiol_transport **ret);
+
+#endif
