@@ -54,6 +54,7 @@ struct SendfileJob {
     uint64_t remaining;  // UINT64_MAX: to the end of the file
     uint64_t sent = 0;
     bool fallback = false;
+    bool stream = false;  // fallback on a pipe / FIFO: read(), no offsets
     void (*done)(aiol_transport *, int, uint64_t, void *);
     void *ud;
 };
@@ -121,7 +122,7 @@ void SocketTransport::on_io(uint32_t events) {
     }
     if ((events & kWritable) && !conn_lost_) {
         if (!wbuf_.empty()) write_ready();
-        else if (sendfile_) sendfile_step();
+        else if (sendfile_ && !closing_) sendfile_step();
     }
 }
 
@@ -181,7 +182,7 @@ void SocketTransport::on_eof() {
 
 int SocketTransport::pause_reading() {
     if (lost_) return AIOL_ECLOSED;
-    if (!is_reading()) return 0;
+    if (closing_ || paused_) return 0;  // not is_reading(): a sendfile may be running
     paused_ = true;
     update_interest();
     return 0;
@@ -341,7 +342,7 @@ void SocketTransport::write_ready() {
     maybe_resume_protocol();  // may append to the buffer
     if (!wbuf_.empty() || conn_lost_) return;
     update_interest();
-    if (closing_) {
+    if (closing_) {  // a sendfile still pending is cancelled (done before connection_lost)
         conn_lost_ = true;
         update_interest();
         schedule_connection_lost(0);
@@ -406,7 +407,7 @@ int SocketTransport::close() {
     if (lost_) return AIOL_ECLOSED;
     if (closing_) return 0;
     closing_ = true;
-    if (wbuf_.empty() && !sendfile_) {
+    if (wbuf_.empty()) {  // a sendfile in flight is cancelled: done(AIOL_ECANCELED) first
         conn_lost_ = true;
         schedule_connection_lost(0);
     }
@@ -489,7 +490,7 @@ int SocketTransport::sendfile(int fd, uint64_t offset, uint64_t count,
     if (sendfile_) return AIOL_EBUSY;
     if (fd < 0) return AIOL_EBADF;
     if (offset > (uint64_t)INT64_MAX) return AIOL_EINVAL;
-    sendfile_ = new SendfileJob{fd, offset, count ? count : UINT64_MAX, 0, false, done, ud};
+    sendfile_ = new SendfileJob{fd, offset, count ? count : UINT64_MAX, 0, false, false, done, ud};
     update_interest();  // reading stops; the first chunk goes once the socket is writable
     return 0;
 }
@@ -503,19 +504,41 @@ void SocketTransport::sendfile_step() {
         if (!job->fallback) {
             off_t off = (off_t)job->offset;
             n = sendfile_nosigpipe(fd_, job->fd, &off, chunk);
-            if (n < 0 && (errno == EINVAL || errno == ENOSYS) && job->sent == 0) {
-                job->fallback = true;  // not mmap-able (a pipe, some file systems)
+            if (n < 0 && (errno == EINVAL || errno == ENOSYS || errno == ESPIPE) &&
+                job->sent == 0) {
+                job->fallback = true;  // not mmap-able (a pipe, /proc, some file systems)
                 continue;
             }
         } else {  // read + send through the loop's read buffer
             unsigned char *buf = loop_->read_buffer();
             size_t want = chunk < kFallbackChunk ? chunk : kFallbackChunk;
-            ssize_t r = pread(job->fd, buf, want, (off_t)job->offset);
+            ssize_t r = job->stream ? ::read(job->fd, buf, want)
+                                    : pread(job->fd, buf, want, (off_t)job->offset);
+            if (r < 0 && errno == ESPIPE && !job->stream && job->sent == 0) {
+                job->stream = true;  // a pipe or FIFO has no offsets: read it as a stream
+                continue;
+            }
             if (r < 0) {
                 finish_sendfile(-errno);
                 return;
             }
             n = r == 0 ? 0 : send(fd_, buf, (size_t)r, MSG_NOSIGNAL);
+            if (job->stream && r > 0 && n < r && (n >= 0 || would_block(errno))) {
+                // Bytes read from a stream cannot be read again: queue what the socket did
+                // not take; write_ready drains it before the next step.
+                size_t took = n > 0 ? (size_t)n : 0;
+                try {
+                    wbuf_.append(buf + took, (size_t)r - took);
+                } catch (const std::bad_alloc &) {
+                    finish_sendfile(AIOL_ENOMEM);
+                    fatal_error(AIOL_ENOMEM, "out of memory in sendfile", false);
+                    return;
+                }
+                job->sent += (uint64_t)r;
+                job->offset += (uint64_t)r;
+                if (job->remaining != UINT64_MAX) job->remaining -= (uint64_t)r;
+                return;
+            }
         }
         if (n < 0) {
             if (would_block(errno)) return;  // wait for writability

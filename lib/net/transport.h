@@ -41,7 +41,8 @@ public:
     bool is_closing() const { return closing_; }
     int pause_reading();
     int resume_reading();
-    bool is_reading() const { return !closing_ && !paused_ && !lost_; }
+    // Reading is paused while a sendfile runs (asyncio's _sendfile_native pauses it).
+    bool is_reading() const { return !closing_ && !paused_ && !lost_ && !sendfile_; }
     int set_write_buffer_limits(size_t high, size_t low);
     size_t write_buffer_size() const { return wbuf_.size(); }
     size_t high_water() const { return high_; }
