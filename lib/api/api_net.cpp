@@ -68,7 +68,8 @@ int start_server(aiol_loop *loop, int listen_fd, const aiol_server_config *cfg,
         if (rc == 0) rc = s->start_serving();
         if (rc < 0) {
             s->forget_factory_data();
-            delete s;  // closes what it bound; an adopted fd stays the caller's
+            s->give_back_adopted();  // an adopted fd stays the caller's, as it was
+            delete s;                // closes what it bound itself
             return rc;
         }
         *ret = s;

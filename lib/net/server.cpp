@@ -136,15 +136,27 @@ int Server::adopt_listener(int fd) {
     if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &len) < 0 || !acc) return AIOL_EINVAL;
     if (loop_->watcher_of(fd)) return AIOL_EBUSY;
     int flags = fcntl(fd, F_GETFL);
-    if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) return -errno;
-    fcntl(fd, F_SETFD, FD_CLOEXEC);
+    if (flags < 0) return -errno;
     auto *l = new Listener();
+    if (fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) {
+        delete l;
+        return -errno;
+    }
     l->server = this;
     l->fd = fd;
+    l->adopted_flags = flags;
     l->addr_len = sizeof l->addr;
     getsockname(fd, reinterpret_cast<sockaddr *>(&l->addr), &l->addr_len);
     listeners_.push_back(l);
     return 0;
+}
+
+void Server::give_back_adopted() {
+    for (Listener *l : listeners_) {
+        if (l->adopted_flags < 0 || l->fd < 0) continue;
+        fcntl(l->fd, F_SETFL, l->adopted_flags);
+        l->fd = -1;  // the destructor leaves it open
+    }
 }
 
 int Server::start_serving() {
@@ -270,10 +282,22 @@ int Server::close() {
 }
 
 int Server::close_clients(bool abort) {
-    for (SocketTransport *t = clients_; t; t = t->server_next) {
-        if (abort) t->abort();
-        else t->close();
+    // Snapshot the list, holding a reference on each transport and on the server: inside
+    // aiol_loop_close (and from any callback that runs inside it) abort/close runs
+    // connection_lost at once, which detaches and may free that transport, and its
+    // callback may close the others or free the server.
+    std::vector<SocketTransport *> list;
+    for (SocketTransport *t = clients_; t; t = t->server_next) list.push_back(t);
+    refs_++;
+    for (SocketTransport *t : list) t->ref();
+    for (SocketTransport *t : list) {
+        if (!t->lost()) {
+            if (abort) t->abort();
+            else t->close();
+        }
+        t->unref();
     }
+    unref();
     return 0;
 }
 

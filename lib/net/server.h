@@ -27,6 +27,7 @@ public:
         sockaddr_storage addr{};
         socklen_t addr_len = 0;
         Handle *retry = nullptr;  // the ACCEPT_RETRY_DELAY timer while backing off
+        int adopted_flags = -1;   // aiol_server_start_fd: the fd's O_ flags before we took it
     };
 
     Server(Loop *loop, const aiol_server_config &cfg, const aiol_protocol &protocol,
@@ -47,7 +48,9 @@ public:
     Loop *loop() const { return loop_; }  // NULL once the loop was closed
     bool detached() const;
     void release_caller();  // aiol_server_free
-    void forget_factory_data() { factory_destroy_ = nullptr; }  // a failed start: caller keeps it
+    // A failed start: the caller keeps factory_data, and an adopted fd as it was.
+    void forget_factory_data() { factory_destroy_ = nullptr; }
+    void give_back_adopted();
 
     void detach(SocketTransport *t);
     void on_loop_close() override;
