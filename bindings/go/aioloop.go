@@ -18,8 +18,10 @@ import (
 	"unsafe"
 )
 
-// readBufSize is the size of the loop's C read buffer, which plain (non-buffered)
-// protocols read into; the library's own read size is the same (asyncio max_size).
+// readBufSize is the size of the loop's C read buffer, which a plain protocol reads into
+// in the one case it is served by the buffered vtable (a switch from a BufferedProtocol
+// still pending, see conn.syncVtable); the library's own read size is the same (asyncio
+// max_size).
 const readBufSize = 256 * 1024
 
 // liveHandles counts the cgo.Handles this package has made and not yet deleted (a test
@@ -61,7 +63,7 @@ type Loop struct {
 	closed  atomic.Bool
 	running atomic.Bool
 	panic   error          // first recovered panic since the last run returned
-	readBuf unsafe.Pointer // C memory, readBufSize bytes, for plain protocols
+	readBuf unsafe.Pointer // C memory, readBufSize bytes, made on first use (conn.getBuffer)
 	servers map[*Server]struct{}
 }
 
@@ -80,13 +82,7 @@ func New() (*Loop, error) {
 		C.aiol_loop_free(p)
 		return nil, Errno(rc)
 	}
-	buf := C.malloc(readBufSize)
-	if buf == nil {
-		C.aiol_loop_unhold(p)
-		C.aiol_loop_free(p)
-		return nil, Errno(-C.ENOMEM)
-	}
-	l := &Loop{ptr: p, readBuf: buf, servers: map[*Server]struct{}{}}
+	l := &Loop{ptr: p, servers: map[*Server]struct{}{}}
 	runtime.SetFinalizer(l, func(l *Loop) { l.Close() })
 	return l, nil
 }
@@ -175,8 +171,10 @@ func (l *Loop) Close() error {
 		err = Errno(rc) // the loop is leaked rather than freed under something alive
 	}
 	l.ptr = nil
-	C.free(l.readBuf)
-	l.readBuf = nil
+	if l.readBuf != nil {
+		C.free(l.readBuf)
+		l.readBuf = nil
+	}
 	return l.takePanic(err)
 }
 

@@ -1,7 +1,7 @@
 package aioloop
 
 // This file holds only the //export trampolines: cgo cannot export Go functions from a
-// file whose preamble defines C functions, so the C side (the protocol vtable and the
+// file whose preamble defines C functions, so the C side (the protocol vtables and the
 // wrappers that call these) is in shim.c (the go-sqlite3 layout).
 //
 // Every trampoline turns the cgo.Handle back into its Go value and hands over to a method
@@ -75,6 +75,11 @@ func aiolgoFactory(h C.uintptr_t) C.uintptr_t {
 
 //export aiolgoConnectionMade
 func aiolgoConnectionMade(t *C.aiol_transport, h C.uintptr_t) { connOf(h).connectionMade(t) }
+
+//export aiolgoDataReceived
+func aiolgoDataReceived(t *C.aiol_transport, data unsafe.Pointer, n C.size_t, h C.uintptr_t) {
+	connOf(h).dataReceived(data, n)
+}
 
 //export aiolgoEOFReceived
 func aiolgoEOFReceived(t *C.aiol_transport, h C.uintptr_t) C.int {

@@ -65,7 +65,7 @@ func (l *Loop) Dial(cfg DialConfig, p Protocol, done func(*Transport, error)) (*
 	c := newConn(l, p)
 	c.done = done
 	c.dial = &DialHandle{}
-	h := newHandle(c) // the protocol's user data and done's; deleted by the protocol's destroy
+	h := c.newHandle() // the protocol's user data and done's; deleted by the protocol's destroy
 	var ch *C.aiol_handle
 	if rc := C.aiolgo_connect(l.ptr, &cc, C.uintptr_t(h), &ch); rc < 0 {
 		deleteHandle(h)
@@ -102,7 +102,7 @@ func (l *Loop) Adopt(fd int, p Protocol) error {
 	if err := l.check(); err != nil {
 		return err
 	}
-	h := newHandle(newConn(l, p))
+	h := newConn(l, p).newHandle()
 	if rc := C.aiolgo_adopt(l.ptr, C.int(fd), C.uintptr_t(h), nil); rc < 0 {
 		deleteHandle(h)
 		return Errno(rc)

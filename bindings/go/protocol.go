@@ -1,12 +1,14 @@
 package aioloop
 
 /*
+#include <stdlib.h>
 #include "shim.h"
 */
 import "C"
 
 import (
 	"runtime"
+	"runtime/cgo"
 	"unsafe"
 )
 
@@ -75,11 +77,22 @@ func (BaseProtocol) PauseWriting(*Transport)          {}
 func (BaseProtocol) ResumeWriting(*Transport)         {}
 
 // conn is the user data of one connection (the cgo.Handle given to C points at it).
+//
+// Read path. The C side registers the plain vtable (data_received, one C->Go call per
+// read) and switches a connection to the buffered vtable (get_buffer + buffer_updated)
+// while its Go protocol is a BufferedProtocol (syncVtable: in connectionMade, before any
+// read, and on SetProtocol). Both vtables share the user data and the destroy callback,
+// so the library destroys nothing on such a switch (aiol_transport_set_protocol).
 type conn struct {
 	loop  *Loop
+	h     cgo.Handle // this conn's handle: the transport's user data
 	proto Protocol
 	bp    BufferedProtocol // proto, if it is one
 	t     *Transport
+
+	cBuffered   bool // the buffered C vtable is registered (else the plain one)
+	inGetBuffer bool // BufferedProtocol.GetBuffer is running
+	switched    bool // SetProtocol ran inside the running GetBuffer
 
 	pin    runtime.Pinner
 	pinned bool
@@ -98,9 +111,42 @@ func newConn(l *Loop, p Protocol) *conn {
 	return c
 }
 
+// newHandle makes the conn's handle, the user data given to C; the protocol's destroy
+// deletes it.
+func (c *conn) newHandle() cgo.Handle {
+	c.h = newHandle(c)
+	return c.h
+}
+
 func (c *conn) setProtocol(p Protocol) {
+	if c.inGetBuffer {
+		c.switched = true
+	}
 	c.proto = p
 	c.bp, _ = p.(BufferedProtocol)
+}
+
+// syncVtable registers the C vtable matching the protocol (buffered or plain), with the
+// same user data. It waits while GetBuffer runs: the library calls the registered
+// vtable's buffer_updated right after get_buffer returns, so there the switch is left to
+// the end of bufferUpdated (or the next eofReceived or SetProtocol). Until it is made, a
+// plain protocol on the buffered vtable reads through the loop's C buffer (getBuffer,
+// bufferUpdated), and a BufferedProtocol on the plain vtable is fed by copy
+// (dataReceived).
+func (c *conn) syncVtable() error {
+	want := c.bp != nil
+	if want == c.cBuffered || c.inGetBuffer || c.t.ptr == nil {
+		return nil
+	}
+	b := C.int(0)
+	if want {
+		b = 1
+	}
+	if rc := C.aiolgo_transport_set_vtable(c.t.ptr, b, C.uintptr_t(c.h)); rc < 0 {
+		return Errno(rc)
+	}
+	c.cBuffered = want
+	return nil
 }
 
 func (c *conn) unpin() {
@@ -117,19 +163,45 @@ func (c *conn) destroyed() { c.unpin() }
 func (c *conn) connectionMade(t *C.aiol_transport) {
 	c.t.ptr = t
 	defer c.loop.recoverPanic(c)
+	// Reading starts only after connection_made returns, so a BufferedProtocol's first
+	// read already goes through get_buffer. A failure (none is expected: the transport is
+	// live) leaves the plain vtable, whose dataReceived feeds a BufferedProtocol by copy.
+	_ = c.syncVtable()
 	c.proto.ConnectionMade(c.t)
+}
+
+// dataReceived serves the plain vtable: data is the library's read buffer, borrowed for
+// the call, handed over without a copy.
+func (c *conn) dataReceived(data unsafe.Pointer, n C.size_t) {
+	defer c.loop.recoverPanic(c)
+	b := unsafe.Slice((*byte)(data), int(n))
+	if c.bp != nil {
+		// Only if the switch to the buffered vtable failed.
+		feedBuffered(c.bp, c.t, b)
+		return
+	}
+	c.proto.DataReceived(c.t, b)
 }
 
 func (c *conn) getBuffer(hint C.size_t, lenp *C.size_t) (p unsafe.Pointer) {
 	c.unpin()
 	c.buf = nil
 	if c.bp == nil {
+		// A plain protocol set inside the previous GetBuffer, before its switch to the
+		// plain vtable was made: read into the loop's C buffer.
+		if c.loop.readBuf == nil {
+			if c.loop.readBuf = C.malloc(readBufSize); c.loop.readBuf == nil {
+				return nil // the library aborts the transport with EINVAL and a report
+			}
+		}
 		c.buf = unsafe.Slice((*byte)(c.loop.readBuf), readBufSize)
 		c.bufOwn = false
 		*lenp = readBufSize
 		return c.loop.readBuf
 	}
 	defer c.loop.recoverPanic(c)
+	c.inGetBuffer, c.switched = true, false
+	defer func() { c.inGetBuffer = false }()
 	buf := c.bp.GetBuffer(c.t, int(hint))
 	if len(buf) == 0 {
 		return nil // the library aborts the transport with EINVAL and a report
@@ -137,24 +209,27 @@ func (c *conn) getBuffer(hint C.size_t, lenp *C.size_t) (p unsafe.Pointer) {
 	c.pin.Pin(&buf[0])
 	c.pinned = true
 	c.buf = buf
-	c.bufOwn = true
+	c.bufOwn = !c.switched // else the buffer is the previous protocol's
 	*lenp = C.size_t(len(buf))
 	return unsafe.Pointer(&buf[0])
 }
 
 func (c *conn) bufferUpdated(n C.size_t) {
 	defer c.loop.recoverPanic(c)
+	defer c.syncVtable() // a switch SetProtocol made inside GetBuffer
 	data := c.buf[:n]
 	c.buf = nil
 	c.unpin()
 	switch {
 	case c.bp == nil:
+		// The loop buffer (see getBuffer), or the previous BufferedProtocol's buffer if
+		// GetBuffer switched to a plain protocol.
 		c.proto.DataReceived(c.t, data)
 	case c.bufOwn:
 		c.bp.BufferUpdated(c.t, int(n))
 	default:
-		// SetProtocol switched to a BufferedProtocol inside the previous get_buffer:
-		// feed it the bytes read into the loop buffer.
+		// GetBuffer switched to another BufferedProtocol: the bytes are in the previous
+		// one's buffer, so copy them into the new one's.
 		feedBuffered(c.bp, c.t, data)
 	}
 }
@@ -174,6 +249,7 @@ func feedBuffered(bp BufferedProtocol, t *Transport, data []byte) {
 
 func (c *conn) eofReceived() (keep bool) {
 	defer c.loop.recoverPanic(c)
+	_ = c.syncVtable() // a switch still pending from a GetBuffer that read nothing
 	return c.proto.EOFReceived(c.t)
 }
 

@@ -79,7 +79,7 @@ func (s *Server) accept() (h C.uintptr_t) {
 	if p == nil {
 		return 0
 	}
-	return C.uintptr_t(newHandle(newConn(s.loop, p)))
+	return C.uintptr_t(newConn(s.loop, p).newHandle())
 }
 
 func (s *Server) free() {

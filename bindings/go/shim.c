@@ -33,6 +33,10 @@ static int factory(void *fd, const struct sockaddr *peer, socklen_t peer_len, vo
 
 static void connection_made(aiol_transport *t, void *ud) { aiolgoConnectionMade(t, H(ud)); }
 
+static void data_received(aiol_transport *t, const void *data, size_t len, void *ud) {
+    aiolgoDataReceived(t, (void *)data, len, H(ud));
+}
+
 static int eof_received(aiol_transport *t, void *ud) { return aiolgoEOFReceived(t, H(ud)); }
 
 static void connection_lost(aiol_transport *t, int status, void *ud) {
@@ -63,6 +67,17 @@ static void wait_closed(aiol_server *s, void *ud) {
 const aiol_protocol aiolgo_protocol = {
     .size = sizeof(aiol_protocol),
     .connection_made = connection_made,
+    .data_received = data_received,
+    .eof_received = eof_received,
+    .connection_lost = connection_lost,
+    .pause_writing = pause_writing,
+    .resume_writing = resume_writing,
+    .destroy = destroy,
+};
+
+const aiol_protocol aiolgo_buffered_protocol = {
+    .size = sizeof(aiol_protocol),
+    .connection_made = connection_made,
     .data_received = NULL, /* never called: get_buffer is set */
     .eof_received = eof_received,
     .connection_lost = connection_lost,
@@ -70,8 +85,13 @@ const aiol_protocol aiolgo_protocol = {
     .resume_writing = resume_writing,
     .get_buffer = get_buffer,
     .buffer_updated = buffer_updated,
-    .destroy = destroy,
+    .destroy = destroy, /* the same: a switch with the same user_data destroys nothing */
 };
+
+int aiolgo_transport_set_vtable(aiol_transport *t, int buffered, uintptr_t h) {
+    return aiol_transport_set_protocol(t, buffered ? &aiolgo_buffered_protocol : &aiolgo_protocol,
+                                       UD(h));
+}
 
 int aiolgo_call_soon(aiol_loop *loop, uintptr_t h, aiol_handle **ret) {
     return aiol_loop_call_soon(loop, cb, UD(h), destroy, ret);

@@ -11,9 +11,18 @@
 #include <aioloop.h>
 #include <stdint.h>
 
-/* The one protocol vtable: the buffered form, so a server can serve plain and buffered
-   Go protocols alike (the Go side picks per connection; see protocol.go). */
+/* The two protocol vtables. They differ only in the read path and share destroy, so
+   switching one transport between them with the same user_data destroys nothing (see
+   aiol_transport_set_protocol). Servers, dials and adopted sockets register the plain one
+   (data_received: one C->Go call per read); a connection whose Go protocol is a
+   BufferedProtocol is switched to the buffered one (get_buffer + buffer_updated) in its
+   connection_made, before any read, and SetProtocol switches either way (protocol.go). */
 extern const aiol_protocol aiolgo_protocol;
+extern const aiol_protocol aiolgo_buffered_protocol;
+
+/* aiol_transport_set_protocol(t, buffered ? &aiolgo_buffered_protocol : &aiolgo_protocol,
+   the user_data h): h must be the transport's current user_data. */
+int aiolgo_transport_set_vtable(aiol_transport *t, int buffered, uintptr_t h);
 
 int aiolgo_call_soon(aiol_loop *loop, uintptr_t h, aiol_handle **ret);
 int aiolgo_call_later(aiol_loop *loop, uint64_t delay_ns, uintptr_t h, aiol_handle **ret);

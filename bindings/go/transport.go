@@ -50,7 +50,11 @@ func (t *Transport) Loop() *Loop { return t.loop }
 func (t *Transport) Protocol() Protocol { return t.c.proto }
 
 // SetProtocol switches the protocol (asyncio set_protocol): later callbacks go to p; no
-// ConnectionMade is called for it.
+// ConnectionMade is called for it. Switching between a plain Protocol and a
+// BufferedProtocol (either way) switches how the library reads. Called inside GetBuffer,
+// the bytes then read into the buffer GetBuffer returns go to p: as DataReceived for a
+// plain protocol, copied into p's own buffers (GetBuffer, BufferUpdated) for a
+// BufferedProtocol.
 func (t *Transport) SetProtocol(p Protocol) error {
 	if _, err := t.cptr(); err != nil {
 		return err
@@ -59,6 +63,9 @@ func (t *Transport) SetProtocol(p Protocol) error {
 		return ErrInvalid
 	}
 	t.c.setProtocol(p)
+	// The switch is made either way: should the vtable not follow (none is expected: the
+	// transport is live), the binding serves the protocol through the other one.
+	_ = t.c.syncVtable()
 	return nil
 }
 
