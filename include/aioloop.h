@@ -189,11 +189,14 @@ typedef struct aiol_error_context {
 typedef void (*aiol_exception_handler)(const aiol_error_context *ctx, void *user_data);
 
 /* Replaces the exception handler (the previous one's destroy runs after this call).
-   NULL h restores the default, which writes one line to stderr. */
+   NULL h restores the default, which writes one line to stderr (destroy(user_data), if
+   given, then runs too: the call returned 0). */
 AIOL_EXPORT int aiol_loop_set_exception_handler(aiol_loop *loop, aiol_exception_handler h,
                                                 void *user_data, aiol_destroy_fn destroy);
-/* Calls the current handler now, with ctx->loop set to this loop (a report is data, not a
-   callback the caller scheduled, so this is the one call that runs a callback inline). */
+/* Queues a copy of ctx (strings included) for the current handler, with ctx->loop set to
+   this loop. Like every callback it never runs inside this call: right after the current
+   callback returns, else in the next aiol_loop_run, at the latest inside aiol_loop_close.
+   ctx->size must be at least sizeof(aiol_error_context) of 0.1 (growing-struct rules). */
 AIOL_EXPORT int aiol_loop_call_exception_handler(aiol_loop *loop,
                                                  const aiol_error_context *ctx);
 

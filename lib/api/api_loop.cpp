@@ -87,8 +87,10 @@ AIOL_API int aiol_loop_set_exception_handler(aiol_loop *loop, aiol_exception_han
 
 AIOL_API int aiol_loop_call_exception_handler(aiol_loop *loop, const aiol_error_context *ctx) {
     AIOL_CHECK_LOOP(loop);
-    if (!ctx || ctx->size < offsetof(aiol_error_context, code) + sizeof(int)) return AIOL_EINVAL;
-    return guard([&] { return loop->report_later(*ctx); });
+    if (!ctx) return AIOL_EINVAL;
+    aiol_error_context c;  // a growing struct: at least the 0.1 size, nothing unknown set
+    if (int rc = aiol::read_sized(ctx, sizeof(aiol_error_context), &c)) return rc;
+    return guard([&] { return loop->report_later(c); });
 }
 
 // ---- scheduled callbacks --------------------------------------------------------------

@@ -580,6 +580,7 @@ int Loop::close() {
         remove_fd_callback((int)fd, false);
         remove_fd_callback((int)fd, true);
     }
+    drain_deferred();  // reports queued with call_exception_handler reach the user's handler
     if (exc_handler_ || exc_destroy_) {
         defer_destroy(exc_destroy_, exc_ud_);
         exc_handler_ = nullptr;
@@ -595,11 +596,16 @@ int Loop::close() {
 // ---- reports ------------------------------------------------------------------------
 
 int Loop::set_exception_handler(aiol_exception_handler h, void *ud, aiol_destroy_fn destroy) {
-    reserve_more(deferred_, 1);
+    reserve_more(deferred_, 2);
     defer_destroy(exc_destroy_, exc_ud_);
+    if (!h) {  // the default handler: user_data is accepted all the same, so it is destroyed
+        defer_destroy(destroy, ud);
+        ud = nullptr;
+        destroy = nullptr;
+    }
     exc_handler_ = h;
-    exc_ud_ = h ? ud : nullptr;
-    exc_destroy_ = h ? destroy : nullptr;
+    exc_ud_ = ud;
+    exc_destroy_ = destroy;
     return 0;
 }
 
@@ -644,17 +650,16 @@ void deliver_report(void *loop, void *arg) {
     auto *r = static_cast<QueuedReport *>(arg);
     r->ctx.message = r->has_message ? r->message.c_str() : nullptr;
     r->ctx.detail = r->has_detail ? r->detail.c_str() : nullptr;
-    if (!static_cast<Loop *>(loop)->closed()) static_cast<Loop *>(loop)->report(r->ctx);
+    static_cast<Loop *>(loop)->report(r->ctx);
     delete r;
 }
 }  // namespace
 
-int Loop::report_later(const aiol_error_context &ctx) {
+int Loop::report_later(const aiol_error_context &ctx) {  // ctx: read_sized already
     auto *r = new QueuedReport{};
-    size_t n = ctx.size < sizeof(aiol_error_context) ? ctx.size : sizeof(aiol_error_context);
-    memcpy(&r->ctx, &ctx, n);
-    r->has_message = n > offsetof(aiol_error_context, message) && r->ctx.message;
-    r->has_detail = n > offsetof(aiol_error_context, detail) && r->ctx.detail;
+    r->ctx = ctx;
+    r->has_message = r->ctx.message != nullptr;
+    r->has_detail = r->ctx.detail != nullptr;
     try {
         if (r->has_message) r->message = r->ctx.message;
         if (r->has_detail) r->detail = r->ctx.detail;

@@ -83,7 +83,7 @@ int Loop::add_signal_handler(int signum, aiol_callback cb, void *ud, aiol_destro
     std::lock_guard<std::mutex> lock(g_mutex);
     if (g_owner[signum] && g_owner[signum] != this) return AIOL_EBUSY;
     if (int rc = ensure_signal_pipe(); rc < 0) return rc;
-    deferred_.reserve(deferred_.size() + 1);
+    deferred_.reserve(deferred_.size() + 1);  // at most 64 signals: exact growth is fine
 
     if (SignalHandler *h = signals_[signum]) {  // replace: keep the saved disposition
         defer_destroy(h->destroy, h->ud);
@@ -114,7 +114,7 @@ int Loop::remove_signal_handler(int signum) {
     std::lock_guard<std::mutex> lock(g_mutex);
     SignalHandler *h = signals_[signum];
     if (!h) return 0;
-    deferred_.reserve(deferred_.size() + 1);
+    deferred_.reserve(deferred_.size() + 1);  // at most 64 signals: exact growth is fine
     sigaction(signum, &h->previous, nullptr);
     g_write_fd[signum].store(0, std::memory_order_relaxed);
     g_owner[signum] = nullptr;
