@@ -2,7 +2,7 @@
 """Echo benchmark: libaioloop's servers against a raw epoll loop and libuv, in one run.
 
     python3 bench/run.py [--quick] [--reps N] [--duration S] [--cases a,b] [--servers a,b]
-                         [--server NAME=CMD ...] [--out DIR] [--docs]
+                         [--bindings] [--server NAME=CMD ...] [--out DIR] [--docs]
 
 Builds everything it runs (a release build of the library in build-bench/, the load
 generator and the reference servers), then for each round, case and server: starts the
@@ -78,20 +78,46 @@ def have_libuv():
     return subprocess.run(["pkg-config", "--exists", "libuv"]).returncode == 0
 
 
+def build_bindings():
+    """The Rust, Go and Lua echo servers, built against build-bench; each one whose
+    toolchain is missing is left out with a note. Returns {name: command}."""
+    env = dict(os.environ, PKG_CONFIG_PATH=os.path.join(BUILD, "meson-uninstalled"),
+               LD_LIBRARY_PATH=os.path.join(BUILD, "lib"))
+    out = {}
+    rust_dir = os.path.join(ROOT, "bindings", "rust")
+    if shutil.which("cargo"):
+        target = os.path.join(BUILD, "cargo-target")
+        r = subprocess.run(["cargo", "build", "--release", "--example", "echo_server",
+                            "--target-dir", target], cwd=rust_dir, env=env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        if r.returncode == 0:
+            out["rust"] = [os.path.join(target, "release", "examples", "echo_server")]
+        else:
+            log("rust echo server did not build:\n" + r.stderr[-800:])
+    if shutil.which("go"):
+        exe = os.path.join(BIN, "go_echo_server")
+        r = subprocess.run(["go", "build", "-o", exe, "./examples/echo_server"],
+                           cwd=os.path.join(ROOT, "bindings", "go"), env=env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        if r.returncode == 0:
+            out["go"] = [exe]
+        else:
+            log("go echo server did not build:\n" + r.stderr[-800:])
+    script = os.path.join(ROOT, "bindings", "lua", "examples", "echo_server.lua")
+    for name, interp, sub in (("luajit", "luajit", "luajit"), ("lua5.4", "lua5.4", "5.4")):
+        mod = os.path.join(BUILD, "bindings", "lua", sub, "aioloop.so")
+        if shutil.which(interp) and os.path.exists(mod):
+            out[name] = ["env", "LUA_CPATH=" + os.path.join(BUILD, "bindings", "lua", sub, "?.so"),
+                         interp, script]
+    return out
+
+
 def default_servers():
-    servers = {
+    return {
         "epoll_echo": [os.path.join(BIN, "epoll_echo")],
         "uv_echo": [os.path.join(BIN, "uv_echo")],
         "aioloop": [os.path.join(BUILD, "examples", "echo_server")],
     }
-    # Binding echo servers, when they have been built.
-    rust = os.path.join(ROOT, "bindings", "rust", "target", "release", "examples", "echo_server")
-    if os.path.exists(rust):
-        servers["aioloop-rust"] = [rust]
-    go = os.path.join(BUILD, "bench-bin", "go_echo_server")
-    if os.path.exists(go):
-        servers["aioloop-go"] = [go]
-    return servers
 
 
 def cpu_ticks(pid):
@@ -281,6 +307,8 @@ def main():
     ap.add_argument("--server", action="append", default=[], metavar="NAME=CMD")
     ap.add_argument("--out", default=os.path.join(BUILD, "results"))
     ap.add_argument("--docs", action="store_true", help="rewrite docs/PERFORMANCE.md")
+    ap.add_argument("--bindings", action="store_true",
+                    help="also the Rust, Go and Lua echo servers (builds them)")
     a = ap.parse_args()
     if a.quick:
         a.reps, a.duration, a.warmup = 1, 1, 0.3
@@ -297,6 +325,8 @@ def main():
     servers = default_servers()
     if not with_uv:
         servers.pop("uv_echo")
+    if a.bindings:
+        servers.update(build_bindings())
     for spec in a.server:
         name, _, cmd = spec.partition("=")
         servers[name] = cmd.split()
