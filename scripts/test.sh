@@ -158,9 +158,20 @@ run_suite() {  # name, command...
     echo "=============== $name: $*"
     "$@" 2>&1 | tee "$log"
     local rc=${PIPESTATUS[0]} note
-    note=$(grep -hoE '^test result: [a-zA-Z]+\. [0-9]+ passed; [0-9]+ failed|^[0-9]+ passed, [0-9]+ failed|^(ok|FAIL)[[:space:]]+[^[:space:]]+' "$log" |
-           sed -E 's/^test result: [a-zA-Z]+\. ([0-9]+) passed; ([0-9]+) failed/\1\/\2/' |
-           tr '\n' ' ' | cut -c1-120)
+    note=$(python3 - "$log" <<'PY'
+import re, sys
+text = open(sys.argv[1], errors="replace").read()
+cargo = re.findall(r"^test result: \w+\. (\d+) passed; (\d+) failed", text, re.M)
+lua = re.findall(r"^ok\s+(\S+) suite: (\d+) passed, (\d+) failed", text, re.M)
+goo = re.findall(r"^(ok|FAIL)\s+\S+", text, re.M)
+if cargo:
+    print("cargo: %d passed, %d failed" % (sum(int(p) for p, _ in cargo), sum(int(f) for _, f in cargo)))
+elif lua:
+    print("; ".join("%s: %s passed, %s failed" % x for x in lua))
+elif goo:
+    print("go test: %d package runs ok, %d FAIL" % (goo.count("ok"), goo.count("FAIL")))
+PY
+)
     if [ "$rc" -eq 0 ]; then
         summary_args+=(--suite "$name" ok "$note")
     else
