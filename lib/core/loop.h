@@ -8,6 +8,7 @@
 #pragma once
 
 #include <atomic>
+#include <cstdlib>
 #include <memory>
 #include <cstdint>
 #include <mutex>
@@ -242,7 +243,10 @@ private:
 
     NetObject *net_head_ = nullptr;
     NetObject *resolver_ = nullptr;
-    std::unique_ptr<unsigned char[]> read_buf_;
+    struct FreeDeleter {
+        void operator()(unsigned char *p) const { free(p); }
+    };
+    std::unique_ptr<unsigned char, FreeDeleter> read_buf_;
 
     aiol_exception_handler exc_handler_ = nullptr;
     void *exc_ud_ = nullptr;
