@@ -96,13 +96,20 @@ def build_bindings():
             log("rust echo server did not build:\n" + r.stderr[-800:])
     if shutil.which("go"):
         exe = os.path.join(BIN, "go_echo_server")
-        r = subprocess.run(["go", "build", "-o", exe, "./examples/echo_server"],
+        r = subprocess.run(["go", "build", "-ldflags", "-r " + os.path.join(BUILD, "lib"),
+                            "-o", exe, "./examples/echo_server"],
                            cwd=os.path.join(ROOT, "bindings", "go"), env=env,
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         if r.returncode == 0:
             out["go"] = [exe]
         else:
             log("go echo server did not build:\n" + r.stderr[-800:])
+        ref = os.path.join(BIN, "go_net_echo")  # Go's own net package, the Go yardstick
+        r = subprocess.run(["go", "build", "-o", ref, "."],
+                           cwd=os.path.join(ROOT, "bench", "servers", "go_net_echo"),
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        if r.returncode == 0:
+            out["go-net"] = [ref]
     script = os.path.join(ROOT, "bindings", "lua", "examples", "echo_server.lua")
     for name, interp, sub in (("luajit", "luajit", "luajit"), ("lua5.4", "lua5.4", "5.4")):
         mod = os.path.join(BUILD, "bindings", "lua", sub, "aioloop.so")
