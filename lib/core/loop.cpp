@@ -20,7 +20,9 @@ namespace {
 constexpr uint64_t kMaxPollTimeoutNs = 24ull * 3600 * 1000000000ull;  // MAXIMUM_SELECT_TIMEOUT
 constexpr uint64_t kSlowCallbackNs = 100000000ull;                     // slow_callback_duration
 
-thread_local char tls_thread_marker;
+// initial-exec: one %fs-relative load instead of a __tls_get_addr call per API call (the
+// thread check runs on every entry point while the loop runs).
+__attribute__((tls_model("initial-exec"))) thread_local char tls_thread_marker;
 
 // Room for n more items, so the pushes that follow cannot throw. Grows geometrically:
 // reserve(size() + n) allocates exactly that much, which made removing many watchers
@@ -59,7 +61,7 @@ struct WakeWatcher final : IoWatcher {
 
 // ---- lifecycle --------------------------------------------------------------------------
 
-Loop::Loop() = default;
+Loop::Loop() { handle_pool_.reserve(kHandlePoolMax); }
 
 int Loop::open() {
     if (int rc = poller_.open(); rc < 0) return rc;
@@ -84,6 +86,7 @@ Loop::~Loop() {
     if (sig_write_fd_ >= 0) ::close(sig_write_fd_);
     delete wake_watcher_;
     delete sig_watcher_;
+    for (Handle *h : handle_pool_) delete h;
 }
 
 bool Loop::alive() const {
@@ -162,7 +165,7 @@ int Loop::poll_timeout(int mode) const {
     // Skip cancelled timers at the top when deciding how long to sleep.
     uint64_t wait_ns = kMaxPollTimeoutNs;
     if (!timers_.empty()) {
-        uint64_t t = now(), when = timers_.top()->when;
+        uint64_t t = now(), when = timers_.top_when();
         wait_ns = when <= t ? 0 : std::min(when - t, kMaxPollTimeoutNs);
     }
     // Round up: waking early would find nothing due and spin.
@@ -201,7 +204,7 @@ void Loop::run_once(int mode) {
 
     // Due timers, in (deadline, scheduling order).
     uint64_t t = now();
-    while (!timers_.empty() && timers_.top()->when <= t) {
+    while (!timers_.empty() && timers_.top_when() <= t) {
         Handle *h = timers_.pop();
         if (h->state == Handle::kCancelled) {
             drop(h);
@@ -235,8 +238,10 @@ void Loop::run_ready_item(ReadyItem &it) {
     case ReadyItem::kCall:
         live_handles_--;
         invoke([&] { it.cb(static_cast<aiol_loop *>(this), it.ud); }, (const void *)it.cb);
-        defer_destroy(it.destroy, it.ud);
-        drain_deferred();
+        if (it.destroy) {
+            defer_destroy(it.destroy, it.ud);
+            drain_deferred();
+        }
         break;
     case ReadyItem::kIo: {
         // Dropped if the fd changed hands since the event was collected (closed, reused
@@ -258,13 +263,37 @@ void Loop::run_handle(Handle *h) {
         h->state = Handle::kRunning;
         invoke([&] { h->cb(static_cast<aiol_loop *>(this), h->ud); }, (const void *)h->cb);
         if (h->state == Handle::kRunning) h->state = Handle::kDone;
-        defer_destroy(h->destroy, h->ud);
-        drain_deferred();
+        if (h->destroy) {
+            defer_destroy(h->destroy, h->ud);
+            drain_deferred();
+        }
     }
     drop_handle_ref(h);
 }
 
-void Loop::drop_handle_ref(Handle *h) { h->unref(); }
+Handle *Loop::new_handle() {
+    if (handle_pool_.empty()) return new aiol_handle();
+    Handle *h = handle_pool_.back();
+    handle_pool_.pop_back();
+    h->cb = nullptr;
+    h->ud = nullptr;
+    h->destroy = nullptr;
+    h->when = 0;
+    h->state = Handle::kPending;
+    h->timer = false;
+    h->cancel_hook = nullptr;
+    h->owner = nullptr;
+    h->refs.store(1, std::memory_order_relaxed);
+    return h;
+}
+
+// The loop's reference. A handle the caller released last is freed by that release (on
+// whatever thread); one the loop releases last goes back to the pool.
+void Loop::drop_handle_ref(Handle *h) {
+    if (h->refs.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+    if (handle_pool_.size() < kHandlePoolMax) handle_pool_.push_back(h);  // capacity reserved
+    else delete h;
+}
 
 // ---- deferral -----------------------------------------------------------------------
 
@@ -281,7 +310,7 @@ void Loop::defer(void (*run)(void *, void *), void *ctx, void *arg) {
     defer_item(Deferred{run, ctx, arg, nullptr});
 }
 
-void Loop::drain_deferred() {
+void Loop::drain_deferred_slow() {
     if (draining_) return;  // the outer drain will reach what is added now
     draining_ = true;
     while (deferred_head_ < deferred_.size()) {
@@ -300,25 +329,27 @@ void Loop::drain_deferred() {
 
 int Loop::call_soon(aiol_callback cb, void *ud, aiol_destroy_fn destroy, Handle **ret) {
     ready_.reserve_one();
-    ReadyItem it{};
+    Handle *h = nullptr;
     if (ret) {
-        Handle *h = new aiol_handle();
+        h = new_handle();
         h->cb = cb;
         h->ud = ud;
         h->destroy = destroy;
         h->loop = this;
         h->seq = seq_++;
         h->refs.store(2, std::memory_order_relaxed);  // the loop's and the caller's
+        *ret = h;
+    }
+    ReadyItem &it = ready_.push_slot();  // cannot fail after reserve_one
+    if (h) {
         it.kind = ReadyItem::kHandle;
         it.h = h;
-        *ret = h;
     } else {  // nobody can cancel it: no handle needed
         it.kind = ReadyItem::kCall;
         it.cb = cb;
         it.ud = ud;
         it.destroy = destroy;
     }
-    ready_.push(it);
     live_handles_++;
     return 0;
 }
@@ -326,7 +357,7 @@ int Loop::call_soon(aiol_callback cb, void *ud, aiol_destroy_fn destroy, Handle 
 int Loop::call_at(uint64_t when, aiol_callback cb, void *ud, aiol_destroy_fn destroy,
                   Handle **ret) {
     timers_.reserve_one();
-    Handle *h = new aiol_handle();
+    Handle *h = new_handle();
     h->cb = cb;
     h->ud = ud;
     h->destroy = destroy;

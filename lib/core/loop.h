@@ -142,7 +142,10 @@ public:
     void defer_destroy(aiol_destroy_fn destroy, void *ud) {
         if (destroy) defer_item(Deferred{nullptr, nullptr, ud, destroy});
     }
-    void drain_deferred();
+    // Runs what was deferred; the common case (nothing) is one compare, inline.
+    void drain_deferred() {
+        if (deferred_head_ != deferred_.size()) drain_deferred_slow();
+    }
     void check_slow(uint64_t t0, const void *what);
     // Runs f (a user callback) and then what it deferred.
     template <class F> void invoke(F &&f, const void *what = nullptr) {
@@ -196,6 +199,8 @@ private:
     void wake();
     void defer_item(const Deferred &d);
     void report_open_resources();
+    void drain_deferred_slow();
+    Handle *new_handle();
     void drop_handle_ref(Handle *h);
     int ensure_fd_slot(int fd);
     int ensure_signal_pipe();
@@ -204,6 +209,10 @@ private:
     Ring<ReadyItem> ready_;
     TimerHeap timers_;
     std::vector<FdEntry> fds_;
+    // Handles whose last reference the loop dropped, for reuse (timers come and go fast;
+    // glibc's per-thread cache overflows when a purge frees hundreds at once).
+    static constexpr size_t kHandlePoolMax = 1024;
+    std::vector<Handle *> handle_pool_;
     std::vector<Deferred> deferred_;
     struct Garbage {
         void (*fn)(void *);

@@ -28,6 +28,8 @@ public:
         reserve_one();
         buf_[tail_++ & (cap_ - 1)] = v;
     }
+    // The next slot, filled in place by the caller (after reserve_one()).
+    T &push_slot() { return buf_[tail_++ & (cap_ - 1)]; }
     T &front() { return buf_[head_ & (cap_ - 1)]; }
     T pop() { return buf_[head_++ & (cap_ - 1)]; }
     T &at(size_t i) { return buf_[(head_ + i) & (cap_ - 1)]; }
