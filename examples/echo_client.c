@@ -2,6 +2,10 @@
  * checks every echoed byte, and prints the round-trip figures.
  *
  *   echo_client [--host H] [--port P | --unix PATH] [--count N] [--size S]
+ *               [--tls [--ca CA.pem] [--server-name NAME] [--insecure]]
+ *
+ * --tls connects over TLS, verifying the server against CA.pem (else the system store) and
+ * NAME (else the host); --insecure skips verification.
  */
 #include <aioloop.h>
 
@@ -80,6 +84,8 @@ int main(int argc, char **argv) {
     cfg.port = 8888;
     cfg.timeout_ns = 10000000000ull;
     client c = {0};
+    int use_tls = 0, insecure = 0;
+    const char *ca = NULL;
     c.count = 10000;
     c.size = 1024;
     for (int i = 1; i < argc; i++) {
@@ -88,8 +94,14 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--unix") && i + 1 < argc) cfg.unix_path = argv[++i], cfg.host = NULL;
         else if (!strcmp(argv[i], "--count") && i + 1 < argc) c.count = atol(argv[++i]);
         else if (!strcmp(argv[i], "--size") && i + 1 < argc) c.size = (size_t)atol(argv[++i]);
+        else if (!strcmp(argv[i], "--tls")) use_tls = 1;
+        else if (!strcmp(argv[i], "--ca") && i + 1 < argc) ca = argv[++i], use_tls = 1;
+        else if (!strcmp(argv[i], "--server-name") && i + 1 < argc)
+            cfg.server_hostname = argv[++i], use_tls = 1;
+        else if (!strcmp(argv[i], "--insecure")) insecure = 1, use_tls = 1;
         else {
-            fprintf(stderr, "usage: %s [--host H] [--port P | --unix PATH] [--count N] [--size S]\n",
+            fprintf(stderr, "usage: %s [--host H] [--port P | --unix PATH] [--count N] [--size S] "
+                            "[--tls [--ca CA] [--server-name NAME] [--insecure]]\n",
                     argv[0]);
             return 2;
         }
@@ -103,6 +115,16 @@ int main(int argc, char **argv) {
     proto.data_received = on_data;
     proto.connection_lost = on_lost;
 
+    aiol_tls_context *tls = NULL;
+    if (use_tls) {
+        int trc = aiol_tls_context_new_client(ca, !insecure, &tls);
+        if (trc < 0) {
+            fprintf(stderr, "echo_client: TLS: %s (%s)\n", aiol_strerror(trc), aiol_err_name(trc));
+            return 1;
+        }
+        cfg.tls = tls;
+    }
+
     int rc = aiol_loop_new(&c.loop);
     if (rc == 0) rc = aiol_loop_connect(c.loop, &cfg, &proto, &c, on_connected, &c, NULL);
     if (rc < 0) {
@@ -113,6 +135,7 @@ int main(int argc, char **argv) {
     aiol_loop_run(c.loop, AIOL_RUN_DEFAULT);
     double secs = (double)(aiol_loop_now(c.loop) - t0) / 1e9;
     aiol_loop_free(c.loop);
+    aiol_tls_context_free(tls);
 
     if (c.done > 0) {
         qsort(c.rtt, (size_t)c.done, sizeof *c.rtt, cmp);

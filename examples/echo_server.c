@@ -1,7 +1,8 @@
 /* echo_server: a flow-controlled TCP (or Unix socket) echo server on libaioloop.
  *
- *   echo_server [--host H] [--port P] [--unix PATH]
+ *   echo_server [--host H] [--port P] [--unix PATH] [--tls-cert CERT.pem --tls-key KEY.pem]
  *
+ * With --tls-cert and --tls-key it serves TLS (the certificate file may hold the chain).
  * Prints "listening on HOST:PORT" per listening socket (the real port when P is 0).
  * Echo with back-pressure: when the transport asks us to pause writing, we pause reading,
  * and resume when it drains (asyncio's flow-control pattern). On EOF we close, which
@@ -78,21 +79,39 @@ static void print_address(const struct sockaddr_storage *ss) {
 
 int main(int argc, char **argv) {
     aiol_server_config cfg = {sizeof cfg};
+    const char *tls_cert = NULL, *tls_key = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--host") && i + 1 < argc) cfg.host = argv[++i];
         else if (!strcmp(argv[i], "--port") && i + 1 < argc) cfg.port = (uint16_t)atoi(argv[++i]);
         else if (!strcmp(argv[i], "--unix") && i + 1 < argc) cfg.unix_path = argv[++i];
+        else if (!strcmp(argv[i], "--tls-cert") && i + 1 < argc) tls_cert = argv[++i];
+        else if (!strcmp(argv[i], "--tls-key") && i + 1 < argc) tls_key = argv[++i];
         else if (i == argc - 1 && argv[i][0] != '-') cfg.port = (uint16_t)atoi(argv[i]);
         else {
-            fprintf(stderr, "usage: %s [--host H] [--port P] [--unix PATH]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--host H] [--port P] [--unix PATH] "
+                            "[--tls-cert CERT --tls-key KEY]\n", argv[0]);
             return 2;
         }
+    }
+    if (!tls_cert != !tls_key) {
+        fprintf(stderr, "echo_server: --tls-cert and --tls-key go together\n");
+        return 2;
     }
 
     aiol_protocol echo = {sizeof echo};
     echo.data_received = on_data;
     echo.pause_writing = on_pause;
     echo.resume_writing = on_resume;
+
+    aiol_tls_context *tls = NULL;
+    if (tls_cert) {
+        int trc = aiol_tls_context_new_server(tls_cert, tls_key, &tls);
+        if (trc < 0) {
+            fprintf(stderr, "echo_server: TLS: %s (%s)\n", aiol_strerror(trc), aiol_err_name(trc));
+            return 1;
+        }
+        cfg.tls = tls;
+    }
 
     aiol_loop *loop;
     int rc = aiol_loop_new(&loop);
@@ -112,6 +131,7 @@ int main(int argc, char **argv) {
 
     rc = aiol_loop_run(loop, AIOL_RUN_DEFAULT);
     aiol_server_free(server);
+    aiol_tls_context_free(tls);  /* the server and its transports keep their references */
     aiol_loop_close(loop);
     if (aiol_loop_free(loop) != 0 || rc < 0) return 1;
     return 0;

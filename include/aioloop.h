@@ -312,7 +312,7 @@ typedef struct aiol_server_config {
                                     unlinked on close */
     int backlog;                 /* 0: 100; also the accept batch per readiness event */
     int reuse_port;              /* SO_REUSEPORT */
-    aiol_tls_context *tls;       /* NULL: plain (TLS: AIOL_ENOTSUP until it is built in) */
+    aiol_tls_context *tls;       /* NULL: plain; else TLS (AIOL_ENOTSUP if not built in) */
     uint64_t tls_handshake_timeout_ns; /* 0: 60 s */
     uint64_t tls_shutdown_timeout_ns;  /* 0: 30 s */
 } aiol_server_config;
@@ -428,7 +428,7 @@ typedef struct aiol_connect_config {
     const char *host;            /* name or address; resolved off the loop thread */
     uint16_t port;
     const char *unix_path;       /* set: AF_UNIX instead */
-    aiol_tls_context *tls;       /* NULL: plain (TLS: AIOL_ENOTSUP until it is built in) */
+    aiol_tls_context *tls;       /* NULL: plain; else TLS (AIOL_ENOTSUP if not built in) */
     const char *server_hostname; /* SNI and verification name; NULL: host */
     uint64_t timeout_ns;         /* 0: none; covers resolution, connect and TLS */
     uint64_t tls_handshake_timeout_ns; /* 0: 60 s */
@@ -454,6 +454,65 @@ AIOL_EXPORT int aiol_loop_connect(aiol_loop *loop, const aiol_connect_config *cf
    aiol_transport_ref to keep it past connection_lost. */
 AIOL_EXPORT int aiol_transport_adopt(aiol_loop *loop, int fd, const aiol_protocol *protocol,
                                      void *user_data, aiol_transport **ret);
+
+/* ---- TLS (asyncio's SSL transports over OpenSSL) ------------------------------------- */
+
+/* Every function below exists in every build; without TLS built in (aiol_has_feature("tls")
+   is 0) each returns AIOL_ENOTSUP (the pointer getters NULL).
+
+   A context is shared, immutable once used, and reference-counted (atomically): every
+   server, connect request and transport using it holds a reference, so the caller may
+   free its own at any time. Contexts default to TLS 1.2 as the minimum version.
+
+   Over TLS the protocol callbacks are the same as over TCP, with asyncio's rules:
+   connection_made runs once the handshake has completed (a connection still in its
+   handshake counts as the server's for wait_closed); a handshake that does not complete
+   within tls_handshake_timeout_ns (default 60 s) closes the socket; server handshake
+   failures reach the exception handler only in debug mode; for aiol_loop_connect a
+   handshake failure (verification included) is done(NULL, AIOL_ETLS), a timeout
+   done(NULL, AIOL_ETIMEDOUT). eof_received's return value is ignored (the transport
+   closes after EOF), can_write_eof is 0 and write_eof returns AIOL_ESTATE. close() queues
+   close_notify and waits at most tls_shutdown_timeout_ns (default 30 s) for the queue to
+   drain. pause_reading also holds back plaintext already decrypted. Watermarks count the
+   encrypted bytes queued. sendfile over TLS reads the file and writes it through TLS. */
+
+/* A server context from PEM files; the certificate file may hold the chain after the
+   leaf. AIOL_ETLS if a file cannot be loaded or the key does not match. */
+AIOL_EXPORT int aiol_tls_context_new_server(const char *cert_pem_path, const char *key_pem_path,
+                                            aiol_tls_context **ret);
+/* The same from PEM text in memory (copied). */
+AIOL_EXPORT int aiol_tls_context_new_server_pem(const void *cert, size_t cert_len,
+                                                const void *key, size_t key_len,
+                                                aiol_tls_context **ret);
+/* A client context. ca_pem_path NULL: the system store. verify nonzero checks the chain
+   and the host name (server_hostname, else host) and fails the handshake otherwise. */
+AIOL_EXPORT int aiol_tls_context_new_client(const char *ca_pem_path, int verify,
+                                            aiol_tls_context **ret);
+/* ALPN protocols in preference order (copied); AIOL_ESTATE once a server or connect has
+   used the context. A server with no overlap goes on without ALPN. */
+AIOL_EXPORT int aiol_tls_context_set_alpn(aiol_tls_context *ctx, const char *const *protocols,
+                                          size_t n);
+/* Minimum protocol version: 0x0303 (TLS 1.2, the default; 0 means that too) or 0x0304
+   (TLS 1.3). AIOL_EINVAL for anything else. */
+AIOL_EXPORT int aiol_tls_context_set_min_version(aiol_tls_context *ctx, int version);
+/* The SSL_CTX * (borrowed) for settings this API does not cover: mTLS, ciphers, ... */
+AIOL_EXPORT void *aiol_tls_context_ssl_ctx(aiol_tls_context *ctx);
+/* Gives up the caller's reference. NULL is a no-op returning 0. */
+AIOL_EXPORT int aiol_tls_context_free(aiol_tls_context *ctx);
+
+/* The negotiated ALPN protocol (not NUL-terminated; *proto NULL and *len 0 if none).
+   AIOL_EINVAL for a plain transport. Valid while the transport's memory lives. */
+AIOL_EXPORT int aiol_transport_tls_alpn(const aiol_transport *t, const char **proto,
+                                        size_t *len);
+/* The SNI name the client sent (server side) or asked for (client side); NULL if none or
+   plain. */
+AIOL_EXPORT const char *aiol_transport_tls_server_name(const aiol_transport *t);
+/* The peer's certificate, DER (*der NULL and *len 0 if it sent none). AIOL_EINVAL for a
+   plain transport. Valid while the transport's memory lives. */
+AIOL_EXPORT int aiol_transport_tls_peer_cert_der(const aiol_transport *t, const void **der,
+                                                 size_t *len);
+/* The SSL * (borrowed), NULL for a plain transport. */
+AIOL_EXPORT void *aiol_transport_tls_ssl(const aiol_transport *t);
 
 #ifdef __cplusplus
 }

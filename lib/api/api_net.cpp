@@ -4,10 +4,14 @@
 #include <sys/un.h>
 
 #include "aioloop.h"
+#include "config.h"
 #include "guard.h"
 #include "../net/connect.h"
 #include "../net/server.h"
 #include "../net/transport.h"
+#if AIOL_HAVE_TLS
+#include "../tls/tls.h"
+#endif
 
 #define AIOL_API extern "C" AIOL_EXPORT
 
@@ -20,6 +24,15 @@ namespace {
 constexpr size_t kProtocolSize01 = sizeof(aiol_protocol);
 constexpr size_t kServerConfigSize01 = sizeof(aiol_server_config);
 constexpr size_t kConnectConfigSize01 = sizeof(aiol_connect_config);
+
+bool tls_is_server(const aiol_tls_context *ctx) {
+#if AIOL_HAVE_TLS
+    return aiol::tls_context_is_server(ctx);
+#else
+    (void)ctx;
+    return false;
+#endif
+}
 
 int read_protocol(const aiol_protocol *in, aiol_protocol *out) {
     if (!in) return AIOL_EINVAL;
@@ -59,7 +72,8 @@ int start_server(aiol_loop *loop, int listen_fd, const aiol_server_config *cfg,
     }
     if (c.backlog < 0 || (c.host && c.unix_path)) return AIOL_EINVAL;
     if (c.unix_path && strlen(c.unix_path) >= sizeof(sockaddr_un::sun_path)) return -ENAMETOOLONG;
-    if (c.tls) return AIOL_ENOTSUP;  // TLS is not built in yet
+    if (c.tls && !AIOL_HAVE_TLS) return AIOL_ENOTSUP;  // built with -Dtls=disabled
+    if (c.tls && !tls_is_server(c.tls)) return AIOL_EINVAL;  // a client context
     aiol_protocol p;
     if (int rc = read_protocol(protocol, &p)) return rc;
     return guard([&] {
@@ -278,7 +292,8 @@ AIOL_API int aiol_loop_connect(aiol_loop *loop, const aiol_connect_config *cfg,
     if (int rc = read_sized(cfg, kConnectConfigSize01, &c)) return rc;
     if (!c.host == !c.unix_path) return AIOL_EINVAL;  // exactly one of them
     if (c.unix_path && strlen(c.unix_path) >= sizeof(sockaddr_un::sun_path)) return AIOL_EINVAL;
-    if (c.tls) return AIOL_ENOTSUP;  // TLS is not built in yet
+    if (c.tls && !AIOL_HAVE_TLS) return AIOL_ENOTSUP;  // built with -Dtls=disabled
+    if (c.tls && tls_is_server(c.tls)) return AIOL_EINVAL;  // a server context
     aiol_protocol p;
     if (int rc = read_protocol(protocol, &p)) return rc;
     return guard([&] {

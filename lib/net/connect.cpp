@@ -9,9 +9,13 @@
 #include <cstdio>
 #include <cstring>
 
+#include "config.h"
 #include "address.h"
 #include "resolver.h"
 #include "transport.h"
+#if AIOL_HAVE_TLS
+#include "../tls/tls.h"
+#endif
 
 namespace aiol {
 
@@ -23,10 +27,23 @@ ConnectRequest::ConnectRequest(Loop *loop, const aiol_connect_config &cfg,
     if (cfg.host) host_ = cfg.host;
     if (cfg.unix_path) unix_path_ = cfg.unix_path;
     watcher_.req = this;
+#if AIOL_HAVE_TLS
+    if (cfg.tls) {
+        if (cfg.server_hostname) server_hostname_ = cfg.server_hostname;
+        else if (cfg.host) server_hostname_ = cfg.host;
+        tls_handshake_timeout_ns_ = cfg.tls_handshake_timeout_ns;
+        tls_shutdown_timeout_ns_ = cfg.tls_shutdown_timeout_ns;
+        tls_ = cfg.tls;
+        tls_context_ref(tls_);
+    }
+#endif
 }
 
 ConnectRequest::~ConnectRequest() {
     if (fd_ >= 0) ::close(fd_);
+#if AIOL_HAVE_TLS
+    if (tls_) tls_context_unref(tls_);
+#endif
 }
 
 void ConnectRequest::free_request(void *p) { delete static_cast<ConnectRequest *>(p); }
@@ -164,6 +181,11 @@ void ConnectRequest::connected() {
     auto *t = new (std::nothrow) aiol_transport(loop_, fd_, proto_, ud_, nullptr);
     if (t) {
         try {
+#if AIOL_HAVE_TLS
+            if (tls_)
+                t->attach_tls(tls_layer_new(tls_, server_hostname_.c_str(),
+                                            tls_handshake_timeout_ns_, tls_shutdown_timeout_ns_));
+#endif
             t->start();
         } catch (...) {
             delete t;
@@ -183,6 +205,10 @@ void ConnectRequest::connected() {
 void ConnectRequest::on_connection_made(SocketTransport *t) {
     transport_ = nullptr;
     finish(t, 0);
+}
+
+void ConnectRequest::on_handshake_failed(int err) {
+    finish(nullptr, err);  // the transport (already closing) is abandoned: it destroys ud
 }
 
 // Stops whatever is in flight without reporting.

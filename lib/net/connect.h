@@ -25,6 +25,7 @@ struct ConnectRequest final : NetObject {
     void start(Handle **ret);
     void on_resolved(int status, const addrinfo *res);
     void on_connection_made(SocketTransport *t);
+    void on_handshake_failed(int err);  // TLS: done(NULL, err)
     void on_loop_close() override;
 
 private:
@@ -49,6 +50,9 @@ private:
     std::string host_, unix_path_;
     uint16_t port_;
     uint64_t timeout_ns_;
+    aiol_tls_context *tls_ = nullptr;  // a reference while the request lives
+    std::string server_hostname_;
+    uint64_t tls_handshake_timeout_ns_ = 0, tls_shutdown_timeout_ns_ = 0;
     aiol_protocol proto_;
     void *ud_;
     void (*done_)(aiol_transport *, int, void *);

@@ -13,6 +13,10 @@
 
 #include "address.h"
 #include "transport.h"
+#include "config.h"
+#if AIOL_HAVE_TLS
+#include "../tls/tls.h"
+#endif
 
 namespace aiol {
 
@@ -30,9 +34,17 @@ Server::Server(Loop *loop, const aiol_server_config &cfg, const aiol_protocol &p
     cfg_.host = nullptr;  // the copies above are what we use
     cfg_.unix_path = nullptr;
     if (cfg_.backlog <= 0) cfg_.backlog = kDefaultBacklog;
+#if AIOL_HAVE_TLS
+    if (cfg_.tls) tls_context_ref(cfg_.tls);
+#else
+    cfg_.tls = nullptr;
+#endif
 }
 
 Server::~Server() {
+#if AIOL_HAVE_TLS
+    if (cfg_.tls) tls_context_unref(cfg_.tls);
+#endif
     if (unlink_path_ && !closed_) unlink(unix_path_.c_str());  // failed start
     for (Listener *l : listeners_) {
         if (l->fd >= 0) ::close(l->fd);
@@ -233,6 +245,11 @@ void Server::accept_one(int fd, const sockaddr_storage &peer, socklen_t peer_len
     aiol_transport *t = nullptr;
     try {
         t = new aiol_transport(loop_, fd, proto_, ud, this);
+#if AIOL_HAVE_TLS
+        if (cfg_.tls)  // the handshake runs before connection_made; it counts as a client
+            t->attach_tls(tls_layer_new(cfg_.tls, nullptr, cfg_.tls_handshake_timeout_ns,
+                                        cfg_.tls_shutdown_timeout_ns));
+#endif
         t->start();
     } catch (...) {
         delete t;

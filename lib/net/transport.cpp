@@ -12,8 +12,12 @@
 #include <cerrno>
 #include <climits>
 
+#include "config.h"
 #include "connect.h"
 #include "server.h"
+#if AIOL_HAVE_TLS
+#include "../tls/tls.h"
+#endif
 
 namespace aiol {
 
@@ -48,17 +52,6 @@ ssize_t sendfile_nosigpipe(int out_fd, int in_fd, off_t *offset, size_t count) {
 
 }  // namespace
 
-struct SendfileJob {
-    int fd;
-    uint64_t offset;
-    uint64_t remaining;  // UINT64_MAX: to the end of the file
-    uint64_t sent = 0;
-    bool fallback = false;
-    bool stream = false;  // fallback on a pipe / FIFO: read(), no offsets
-    void (*done)(aiol_transport *, int, uint64_t, void *);
-    void *ud;
-};
-
 SocketTransport::SocketTransport(Loop *loop, int fd, const aiol_protocol &protocol, void *ud,
                                  Server *server)
     : IoWatcher(IoWatcher::kTransport), NetObject(NetObject::kTransport), loop_(loop), fd_(fd), proto_(protocol),
@@ -74,7 +67,12 @@ SocketTransport::SocketTransport(Loop *loop, int fd, const aiol_protocol &protoc
     }
 }
 
-SocketTransport::~SocketTransport() { delete sendfile_; }
+SocketTransport::~SocketTransport() {
+    delete sendfile_;
+#if AIOL_HAVE_TLS
+    if (tls_) tls_layer_free(tls_);
+#endif
+}
 
 aiol_transport *SocketTransport::self() { return static_cast<aiol_transport *>(this); }
 
@@ -103,19 +101,35 @@ void SocketTransport::cb_unref(void *t) { static_cast<SocketTransport *>(t)->unr
 void SocketTransport::cb_connection_made(aiol_loop *, void *p) {
     auto *t = static_cast<SocketTransport *>(p);
     if (t->conn_lost_) return;  // aborted or abandoned before it ran
-    t->made_ = true;
-    if (t->proto_.connection_made)
-        t->loop_->invoke([&] { t->proto_.connection_made(t->self(), t->ud_); },
-                         (const void *)t->proto_.connection_made);
-    if (t->connect_) {
-        ConnectRequest *r = t->connect_;
-        t->connect_ = nullptr;
-        r->on_connection_made(t);  // done(t, 0)
+#if AIOL_HAVE_TLS
+    if (t->tls_) {  // connection_made waits for the handshake (asyncio SSLProtocol)
+        t->tls_start();
+        return;
     }
-    t->update_interest();  // asyncio's call_soon(self._add_reader, ...)
+#endif
+    t->make_connection();
+}
+
+void SocketTransport::make_connection() {
+    made_ = true;
+    if (proto_.connection_made)
+        loop_->invoke([&] { proto_.connection_made(self(), ud_); },
+                      (const void *)proto_.connection_made);
+    if (connect_) {
+        ConnectRequest *r = connect_;
+        connect_ = nullptr;
+        r->on_connection_made(this);  // done(t, 0)
+    }
+    update_interest();  // asyncio's call_soon(self._add_reader, ...)
 }
 
 void SocketTransport::on_io(uint32_t events) {
+#if AIOL_HAVE_TLS
+    if (tls_) {
+        tls_on_io(events);
+        return;
+    }
+#endif
     if ((events & kReadable) && is_reading() && !read_eof_ && !sendfile_) {
         if (proto_.get_buffer) read_ready_buffered();
         else read_ready();
@@ -193,6 +207,9 @@ int SocketTransport::resume_reading() {
     if (closing_ || !paused_) return 0;
     paused_ = false;
     update_interest();
+#if AIOL_HAVE_TLS
+    if (tls_) tls_resumed();  // plaintext already decrypted (or received) is delivered next
+#endif
     return 0;
 }
 
@@ -201,7 +218,8 @@ int SocketTransport::resume_reading() {
 void SocketTransport::update_interest() {
     uint32_t want = 0;
     if (!conn_lost_) {
-        if (made_ && is_reading() && !read_eof_ && !sendfile_) want |= kReadable;
+        if ((made_ || handshaking_) && is_reading() && !read_eof_ && !sendfile_)
+            want |= kReadable;
         if (!wbuf_.empty() || sendfile_) want |= kWritable;
     }
     if (want == interest_) return;  // no epoll_ctl when nothing changes
@@ -242,6 +260,12 @@ int SocketTransport::write(const void *data, size_t len) {
     if (eof_) return AIOL_ESTATE;
     if (sendfile_) return AIOL_EBUSY;
     if (len == 0) return 0;
+#if AIOL_HAVE_TLS
+    if (tls_) {
+        aiol_buf b{data, len};
+        return tls_write(&b, 1);
+    }
+#endif
     auto *p = static_cast<const unsigned char *>(data);
     if (wbuf_.empty()) {  // try to send now, queue only the rest
         ssize_t n = send(fd_, p, len, MSG_NOSIGNAL);
@@ -287,6 +311,9 @@ int SocketTransport::writev(const aiol_buf *bufs, size_t n) {
     if (eof_) return AIOL_ESTATE;
     if (sendfile_) return AIOL_EBUSY;
     if (total == 0) return 0;
+#if AIOL_HAVE_TLS
+    if (tls_) return tls_write(bufs, n);
+#endif
 
     size_t skip = 0;  // bytes already on the wire
     if (wbuf_.empty()) {
@@ -391,6 +418,7 @@ int SocketTransport::set_write_buffer_limits(size_t high, size_t low) {
 
 int SocketTransport::write_eof() {
     if (lost_ || closing_) return AIOL_ECLOSED;
+    if (tls_) return AIOL_ESTATE;  // TLS has no half-close
     if (eof_) return 0;
     if (sendfile_) return AIOL_EBUSY;
     eof_ = true;
@@ -406,6 +434,12 @@ int SocketTransport::write_eof() {
 int SocketTransport::close() {
     if (lost_) return AIOL_ECLOSED;
     if (closing_) return 0;
+#if AIOL_HAVE_TLS
+    if (tls_) {
+        tls_close();  // close_notify queued (or an abort during the handshake)
+        if (conn_lost_) return 0;
+    }
+#endif
     closing_ = true;
     if (wbuf_.empty()) {  // a sendfile in flight is cancelled: done(AIOL_ECANCELED) first
         conn_lost_ = true;
@@ -457,6 +491,9 @@ void SocketTransport::cb_connection_lost(aiol_loop *, void *p) {
 void SocketTransport::call_connection_lost(int err) {
     if (lost_) return;
     if (sendfile_) finish_sendfile(AIOL_ECANCELED);  // done runs before connection_lost
+#if AIOL_HAVE_TLS
+    if (tls_) tls_teardown();  // timers cancelled
+#endif
     lost_ = true;
     if (made_ && proto_.connection_lost)
         loop_->invoke([&] { proto_.connection_lost(self(), err, ud_); },
@@ -496,6 +533,12 @@ int SocketTransport::sendfile(int fd, uint64_t offset, uint64_t count,
 }
 
 void SocketTransport::sendfile_step() {
+#if AIOL_HAVE_TLS
+    if (tls_) {  // read + write through the TLS layer
+        tls_sendfile_step();
+        return;
+    }
+#endif
     SendfileJob *job = sendfile_;
     size_t budget = kSendfileBudget;
     while (job->remaining > 0 && budget > 0) {

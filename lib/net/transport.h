@@ -19,7 +19,18 @@ namespace aiol {
 
 class Server;
 struct ConnectRequest;
-struct SendfileJob;
+struct TlsLayer;
+
+struct SendfileJob {
+    int fd;
+    uint64_t offset;
+    uint64_t remaining;  // UINT64_MAX: to the end of the file
+    uint64_t sent = 0;
+    bool fallback = false;
+    bool stream = false;  // fallback on a pipe / FIFO: read(), no offsets
+    void (*done)(aiol_transport *, int, uint64_t, void *);
+    void *ud;
+};
 
 class SocketTransport : public IoWatcher, public NetObject {
 public:
@@ -35,7 +46,8 @@ public:
     int write(const void *data, size_t len);
     int writev(const aiol_buf *bufs, size_t n);
     int write_eof();
-    bool can_write_eof() const { return true; }  // TCP and AF_UNIX both half-close
+    // TCP and AF_UNIX both half-close; TLS does not (asyncio's SSL transport).
+    bool can_write_eof() const { return tls_ == nullptr; }
     int close();
     int abort();
     bool is_closing() const { return closing_; }
@@ -61,6 +73,14 @@ public:
 
     // Abandons a transport whose connection_made has not run (a cancelled connect).
     void abandon();
+
+    // TLS (lib/tls/tls_layer.cpp): set before start(); connection_made then waits for the
+    // handshake. The layer is freed with the transport.
+    void attach_tls(TlsLayer *l) {
+        tls_ = l;
+        handshaking_ = true;
+    }
+    TlsLayer *tls() const { return tls_; }
 
     void on_io(uint32_t events) override;
     void on_loop_close() override;
@@ -88,6 +108,25 @@ private:
     static void cb_connection_lost(aiol_loop *, void *t);
     static void cb_unref(void *t);
     static void cb_pause_writing(void *t, void *);
+    void make_connection();  // connection_made, done(t, 0), reading starts
+
+    // TLS: the transport's side of the layer (lib/tls/tls_layer.cpp)
+    void tls_start();
+    void tls_on_io(uint32_t events);
+    void tls_read_ready();
+    void tls_process();
+    bool tls_encrypt(const void *data, size_t len);
+    bool tls_flush_out();
+    int tls_write(const aiol_buf *bufs, size_t n);
+    void tls_handshake_failed(int err, const char *detail);
+    void tls_on_eof();
+    void tls_close();
+    void tls_resumed();
+    void tls_sendfile_step();
+    void tls_teardown();
+    static void cb_tls_handshake_timeout(aiol_loop *, void *t);
+    static void cb_tls_shutdown_timeout(aiol_loop *, void *t);
+    static void cb_tls_resume(aiol_loop *, void *t);
 
     Loop *loop_;
     int fd_;
@@ -104,6 +143,7 @@ private:
     int lost_status_ = 0;
     unsigned writes_after_loss_ = 0;
     SendfileJob *sendfile_ = nullptr;
+    TlsLayer *tls_ = nullptr;     // NULL: plain (the only check on the plain hot path)
 
     bool made_ = false;           // connection_made ran
     bool closing_ = false;        // close() or abort() called (asyncio _closing)
@@ -114,6 +154,7 @@ private:
     bool eof_ = false;            // write_eof called
     bool shut_wr_ = false;        // shutdown(SHUT_WR) done
     bool protocol_paused_ = false;  // pause_writing delivered or queued
+    bool handshaking_ = false;    // TLS handshake in progress (reading on, no protocol yet)
 
     sockaddr_storage peer_{};
     socklen_t peer_len_ = 0;

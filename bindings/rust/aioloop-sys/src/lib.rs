@@ -238,7 +238,7 @@ opaque!(
     aiol_server
 );
 opaque!(
-    /// `aiol_tls_context` (TLS is not built in yet; always NULL).
+    /// `aiol_tls_context` (opaque; see the TLS functions).
     aiol_tls_context
 );
 
@@ -584,4 +584,54 @@ extern "C" {
         user_data: *mut c_void,
         ret: *mut *mut aiol_transport,
     ) -> c_int;
+
+    // ---- TLS (AIOL_ENOTSUP / NULL when the library is built without it) ----
+    /// `aiol_tls_context_new_server`: a server context from PEM files (the certificate file may hold the chain).
+    pub fn aiol_tls_context_new_server(
+        cert_pem_path: *const c_char,
+        key_pem_path: *const c_char,
+        ret: *mut *mut aiol_tls_context,
+    ) -> c_int;
+    /// `aiol_tls_context_new_server_pem`: the same from PEM text in memory (copied).
+    pub fn aiol_tls_context_new_server_pem(
+        cert: *const c_void,
+        cert_len: usize,
+        key: *const c_void,
+        key_len: usize,
+        ret: *mut *mut aiol_tls_context,
+    ) -> c_int;
+    /// `aiol_tls_context_new_client`: ca_pem_path NULL uses the system store; verify checks chain and host name.
+    pub fn aiol_tls_context_new_client(
+        ca_pem_path: *const c_char,
+        verify: c_int,
+        ret: *mut *mut aiol_tls_context,
+    ) -> c_int;
+    /// `aiol_tls_context_set_alpn`: AIOL_ESTATE once the context was used.
+    pub fn aiol_tls_context_set_alpn(
+        ctx: *mut aiol_tls_context,
+        protocols: *const *const c_char,
+        n: usize,
+    ) -> c_int;
+    /// `aiol_tls_context_set_min_version`: 0x0303 (TLS 1.2, default) or 0x0304 (TLS 1.3).
+    pub fn aiol_tls_context_set_min_version(ctx: *mut aiol_tls_context, version: c_int) -> c_int;
+    /// `aiol_tls_context_ssl_ctx`: the SSL_CTX * (borrowed).
+    pub fn aiol_tls_context_ssl_ctx(ctx: *mut aiol_tls_context) -> *mut c_void;
+    /// `aiol_tls_context_free`: gives up the caller's reference.
+    pub fn aiol_tls_context_free(ctx: *mut aiol_tls_context) -> c_int;
+    /// `aiol_transport_tls_alpn`: the negotiated ALPN protocol (not NUL-terminated).
+    pub fn aiol_transport_tls_alpn(
+        t: *const aiol_transport,
+        proto: *mut *const c_char,
+        len: *mut usize,
+    ) -> c_int;
+    /// `aiol_transport_tls_server_name`: the SNI name, or NULL.
+    pub fn aiol_transport_tls_server_name(t: *const aiol_transport) -> *const c_char;
+    /// `aiol_transport_tls_peer_cert_der`: the peer's certificate as DER.
+    pub fn aiol_transport_tls_peer_cert_der(
+        t: *const aiol_transport,
+        der: *mut *const c_void,
+        len: *mut usize,
+    ) -> c_int;
+    /// `aiol_transport_tls_ssl`: the SSL * (borrowed), NULL for a plain transport.
+    pub fn aiol_transport_tls_ssl(t: *const aiol_transport) -> *mut c_void;
 }
