@@ -115,6 +115,12 @@ void SocketTransport::make_connection() {
     if (proto_.connection_made)
         loop_->invoke([&] { proto_.connection_made(self(), ud_); },
                       (const void *)proto_.connection_made);
+    if (pause_pending_) {  // writes made before connection_made passed the high mark
+        pause_pending_ = false;
+        if (protocol_paused_ && !lost_ && proto_.pause_writing)
+            loop_->invoke([&] { proto_.pause_writing(self(), ud_); },
+                          (const void *)proto_.pause_writing);
+    }
     if (connect_) {
         ConnectRequest *r = connect_;
         connect_ = nullptr;
@@ -383,6 +389,10 @@ void SocketTransport::maybe_pause_protocol() {
     if (protocol_paused_ || wbuf_.size() <= high_) return;
     protocol_paused_ = true;
     if (!proto_.pause_writing) return;
+    if (!made_) {  // written before connection_made (adopt): tell it right after that
+        pause_pending_ = true;
+        return;
+    }
     // Never inside aiol_transport_write: right after the current callback instead.
     ref();
     loop_->defer(cb_pause_writing, this, nullptr);
@@ -390,7 +400,9 @@ void SocketTransport::maybe_pause_protocol() {
 
 void SocketTransport::cb_pause_writing(void *p, void *) {
     auto *t = static_cast<SocketTransport *>(p);
-    if (!t->conn_lost_ && t->protocol_paused_ && t->proto_.pause_writing)
+    // Delivered even if the same callback then closed or aborted: asyncio calls
+    // pause_writing inside write(), so the protocol sees it before connection_lost.
+    if (!t->lost_ && t->protocol_paused_ && t->proto_.pause_writing)
         t->proto_.pause_writing(t->self(), t->ud_);
     t->unref();
 }
@@ -398,6 +410,10 @@ void SocketTransport::cb_pause_writing(void *p, void *) {
 void SocketTransport::maybe_resume_protocol() {
     if (!protocol_paused_ || wbuf_.size() > low_) return;
     protocol_paused_ = false;
+    if (pause_pending_) {  // drained before connection_made: neither pause nor resume
+        pause_pending_ = false;
+        return;
+    }
     if (proto_.resume_writing)
         loop_->invoke([&] { proto_.resume_writing(self(), ud_); },
                       (const void *)proto_.resume_writing);

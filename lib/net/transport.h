@@ -154,6 +154,7 @@ private:
     bool eof_ = false;            // write_eof called
     bool shut_wr_ = false;        // shutdown(SHUT_WR) done
     bool protocol_paused_ = false;  // pause_writing delivered or queued
+    bool pause_pending_ = false;    // paused before connection_made: deliver after it
     bool handshaking_ = false;    // TLS handshake in progress (reading on, no protocol yet)
 
     sockaddr_storage peer_{};
