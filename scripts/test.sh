@@ -185,6 +185,10 @@ if [ -z "${AIOL_SKIP_EXTRA:-}" ]; then
         for lang in rust go lua; do
             run_suite "binding-$lang" env AIOL_BUILD_DIR="$plain" bash "bindings/$lang/test.sh"
         done
+        # >>> conformance: cross-language conformance suite (tests/conformance/README.md):
+        # every scenario on C, Lua 5.4, LuaJIT, Go and Rust, compared with CPython asyncio.
+        run_suite conformance python3 tests/conformance/run.py --build "$plain"
+        # <<< conformance
     else
         summary_args+=(--suite bindings "no-plain-build" "")
     fi
