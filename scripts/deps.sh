@@ -5,7 +5,7 @@
 #   AIOL_DEPS_OPTIONAL=1 also installs valgrind (optional, not needed by scripts/test.sh).
 set -euo pipefail
 
-packages=(meson ninja-build pkg-config gcc g++ libcmocka-dev libffi-dev libssl-dev python3
+packages=(meson ninja-build pkg-config gcc g++ libcmocka-dev libffi-dev libssl-dev openssl python3
           liblua5.4-dev lua5.4 libluajit-5.1-dev luajit   # the Lua binding
           libuv1-dev                                      # bench/: the libuv reference server
           util-linux)                                     # taskset, setarch
