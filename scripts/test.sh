@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The one command that builds and runs every test:
 #
-#   scripts/test.sh                 all builds: plain poll asan tsan
+#   scripts/test.sh                 all builds: plain poll notls asan tsan
 #   scripts/test.sh plain asan      only those
 #   BUILD_ROOT=/tmp/b scripts/test.sh
 #
@@ -13,6 +13,7 @@
 #
 #   plain  default options (epoll)
 #   poll   -Dpoller=poll
+#   notls  -Dtls=disabled: the library without OpenSSL (TLS calls give AIOL_ENOTSUP)
 #   asan   AddressSanitizer + UBSan, leak checking on
 #   tsan   ThreadSanitizer, only the 'threads' suite
 set -u
@@ -22,7 +23,7 @@ cd "$src" || exit 1
 build_root=${BUILD_ROOT:-build-test}
 meson_cmd=${MESON:-meson}
 
-all_builds=(plain poll asan tsan)
+all_builds=(plain poll notls asan tsan)
 if [ $# -gt 0 ]; then builds=("$@"); else builds=("${all_builds[@]}"); fi
 
 if ! bash "$src/scripts/deps.sh"; then
@@ -37,6 +38,7 @@ build_options() {
     case $1 in
     plain) echo "" ;;
     poll) echo "-Dpoller=poll" ;;
+    notls) echo "-Dtls=disabled -Dlua=disabled" ;;
     asan) echo "-Db_sanitize=address,undefined -Db_lundef=false -Dtest_timeout_multiplier=3" ;;
     tsan) echo "-Db_sanitize=thread -Db_lundef=false -Dtest_timeout_multiplier=5" ;;
     *) return 1 ;;
