@@ -48,6 +48,16 @@ ConnectRequest::~ConnectRequest() {
 
 void ConnectRequest::free_request(void *p) { delete static_cast<ConnectRequest *>(p); }
 
+// Appends every address of res, in resolver order (the order they are tried in).
+void ConnectRequest::add_addresses(const addrinfo *res) {
+    for (const addrinfo *ai = res; ai; ai = ai->ai_next) {
+        sockaddr_storage ss{};
+        memcpy(&ss, ai->ai_addr, ai->ai_addrlen);
+        addrs_.push_back(ss);
+        addr_lens_.push_back(ai->ai_addrlen);
+    }
+}
+
 void ConnectRequest::start(Handle **ret) {
     // Everything that can fail to allocate happens before anything is scheduled.
     if (!unix_path_.empty()) {
@@ -65,11 +75,11 @@ void ConnectRequest::start(Handle **ret) {
         char port[8];
         snprintf(port, sizeof port, "%u", (unsigned)port_);
         if (getaddrinfo(host_.c_str(), port, &hints, &res) == 0) {  // numeric: no resolver
-            for (addrinfo *ai = res; ai; ai = ai->ai_next) {
-                sockaddr_storage ss{};
-                memcpy(&ss, ai->ai_addr, ai->ai_addrlen);
-                addrs_.push_back(ss);
-                addr_lens_.push_back(ai->ai_addrlen);
+            try {
+                add_addresses(res);
+            } catch (...) {
+                freeaddrinfo(res);
+                throw;
             }
             freeaddrinfo(res);
         }
@@ -121,12 +131,7 @@ void ConnectRequest::on_resolved(int status, const addrinfo *res) {
         finish(nullptr, status);
         return;
     }
-    for (const addrinfo *ai = res; ai; ai = ai->ai_next) {
-        sockaddr_storage ss{};
-        memcpy(&ss, ai->ai_addr, ai->ai_addrlen);
-        addrs_.push_back(ss);
-        addr_lens_.push_back(ai->ai_addrlen);
-    }
+    add_addresses(res);
     state_ = kConnecting;
     if (addrs_.empty()) finish(nullptr, AIOL_EAI_NONAME);
     else try_next();

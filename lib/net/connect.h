@@ -35,6 +35,7 @@ private:
         void on_io(uint32_t) override { req->on_writable(); }
         ConnectRequest *req = nullptr;
     };
+    void add_addresses(const addrinfo *res);
     void try_next();
     void on_writable();
     void connected();

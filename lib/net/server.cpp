@@ -65,13 +65,21 @@ bool Server::detached() const { return loop_ == nullptr; }
 
 // ---- binding ------------------------------------------------------------------------------
 
-int Server::listen_on(int fd) {
+// Owns fd from here (closed by close() or the destructor), unless adopted_flags >= 0 and
+// the start fails (give_back_adopted).
+void Server::add_listener(int fd, int adopted_flags) {
+    listeners_.reserve(listeners_.size() + 1);  // push_back below cannot throw
     auto *l = new Listener();
     l->server = this;
     l->fd = fd;
+    l->adopted_flags = adopted_flags;
     l->addr_len = sizeof l->addr;
     getsockname(fd, reinterpret_cast<sockaddr *>(&l->addr), &l->addr_len);
-    listeners_.push_back(l);  // owns fd from here (closed by close() or the destructor)
+    listeners_.push_back(l);
+}
+
+int Server::listen_on(int fd) {
+    add_listener(fd, -1);
     if (listen(fd, cfg_.backlog) < 0) return -errno;
     return 0;
 }
@@ -149,17 +157,13 @@ int Server::adopt_listener(int fd) {
     if (loop_->watcher_of(fd)) return AIOL_EBUSY;
     int flags = fcntl(fd, F_GETFL);
     if (flags < 0) return -errno;
-    auto *l = new Listener();
-    if (fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) {
-        delete l;
-        return -errno;
+    if (fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) return -errno;
+    try {
+        add_listener(fd, flags);
+    } catch (...) {
+        fcntl(fd, F_SETFL, flags);  // the caller keeps fd as it was
+        throw;
     }
-    l->server = this;
-    l->fd = fd;
-    l->adopted_flags = flags;
-    l->addr_len = sizeof l->addr;
-    getsockname(fd, reinterpret_cast<sockaddr *>(&l->addr), &l->addr_len);
-    listeners_.push_back(l);
     return 0;
 }
 

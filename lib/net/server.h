@@ -68,6 +68,7 @@ private:
     static void cb_run_waiters(aiol_loop *, void *server);
     static void cb_unref(void *server);
     void maybe_wake_waiters();
+    void add_listener(int fd, int adopted_flags);
     int listen_on(int fd);
     void unref();
 

@@ -622,12 +622,7 @@ void SocketTransport::finish_sendfile(int status) {
     if (job->done)
         loop_->invoke([&] { job->done(self(), status, job->sent, job->ud); },
                       (const void *)job->done);
-    delete job;
-    if (closing_ && !conn_lost_ && wbuf_.empty()) {  // close() came while sending
-        conn_lost_ = true;
-        update_interest();
-        schedule_connection_lost(0);
-    }
+    delete job;  // a close() inside done schedules connection_lost itself
 }
 
 // ---- the rest -------------------------------------------------------------------------
