@@ -99,9 +99,10 @@ AIOL_API int aiol_loop_call_soon(aiol_loop *loop, aiol_callback cb, void *user_d
                                  aiol_destroy_fn destroy, aiol_handle **ret) {
     AIOL_CHECK_LOOP(loop);
     if (!cb) return AIOL_EINVAL;
+    if (!ret) return loop->call_soon_plain(cb, user_data, destroy);
     return guard([&] {
         aiol::Handle *h = nullptr;
-        int rc = loop->call_soon(cb, user_data, destroy, ret ? &h : nullptr);
+        int rc = loop->call_soon(cb, user_data, destroy, &h);
         if (rc == 0 && ret) *ret = static_cast<aiol_handle *>(h);
         return rc;
     });

@@ -3,39 +3,59 @@
 #pragma once
 
 #include <cstddef>
-#include <memory>
+#include <cstring>
+#include <new>
+#include <type_traits>
 
 namespace aiol {
 
 template <class T> class Ring {
+    static_assert(std::is_trivially_copyable<T>::value, "items are moved with memcpy");
+
 public:
+    Ring() = default;
+    Ring(const Ring &) = delete;
+    Ring &operator=(const Ring &) = delete;
+    ~Ring() { ::operator delete(buf_); }
+
     size_t size() const { return tail_ - head_; }
     bool empty() const { return head_ == tail_; }
 
-    // Reserves room for one more item; may throw std::bad_alloc. Call before changing any
-    // state, so that push() itself cannot fail.
+    // Room for one more item; false if memory ran out. Call before changing any state, so
+    // that push_slot() itself cannot fail. The growth path is out of line: the check is
+    // all that call_soon pays.
+    bool try_reserve_one() noexcept { return size() < cap_ || grow(); }
     void reserve_one() {
-        if (size() < cap_) return;
-        size_t cap = cap_ ? cap_ * 2 : 64;
-        std::unique_ptr<T[]> items(new T[cap]);
-        for (size_t i = 0; i < size(); i++) items[i] = buf_[(head_ + i) & (cap_ - 1)];
-        tail_ = size();
-        head_ = 0;
-        buf_ = std::move(items);
-        cap_ = cap;
+        if (!try_reserve_one()) throw std::bad_alloc();
     }
     void push(const T &v) {
         reserve_one();
-        buf_[tail_++ & (cap_ - 1)] = v;
+        push_slot() = v;
     }
     // The next slot, filled in place by the caller (after reserve_one()).
     T &push_slot() { return buf_[tail_++ & (cap_ - 1)]; }
-    T &front() { return buf_[head_ & (cap_ - 1)]; }
     T pop() { return buf_[head_++ & (cap_ - 1)]; }
-    T &at(size_t i) { return buf_[(head_ + i) & (cap_ - 1)]; }
 
 private:
-    std::unique_ptr<T[]> buf_;
+    __attribute__((noinline, cold)) bool grow() noexcept {
+        size_t cap = cap_ ? cap_ * 2 : 64, n = size();
+        T *items = static_cast<T *>(::operator new(cap * sizeof(T), std::nothrow));
+        if (!items) return false;
+        // The live items as at most two runs: [head, end of array) and [0, tail).
+        size_t h = cap_ ? head_ & (cap_ - 1) : 0, first = n < cap_ - h ? n : cap_ - h;
+        if (n) {
+            std::memcpy(items, buf_ + h, first * sizeof(T));
+            std::memcpy(items + first, buf_, (n - first) * sizeof(T));
+        }
+        ::operator delete(buf_);
+        buf_ = items;
+        cap_ = cap;
+        head_ = 0;
+        tail_ = n;
+        return true;
+    }
+
+    T *buf_ = nullptr;
     size_t cap_ = 0, head_ = 0, tail_ = 0;
 };
 
