@@ -6,8 +6,9 @@
  *
  *  - Every userdata is a box holding one pointer to separately allocated C memory, so no C
  *    object's lifetime is tied to the garbage collector's order. One metatable per type
- *    ("aioloop.loop", "aioloop.handle", "aioloop.server", "aioloop.transport"), checked with
- *    luaL_checkudata.
+ *    ("aioloop.loop", "aioloop.handle", "aioloop.server", "aioloop.transport",
+ *    "aioloop.tls_context"), checked with luaL_checkudata. The exception is aioloop.buffer
+ *    (BufferedProtocol's read target), whose bytes are the userdata's own.
  *  - Lua functions and protocol tables handed to the library live in the registry
  *    (luaL_ref) inside a small C struct given to the library as user_data; the library's
  *    destroy callback releases them.
@@ -189,14 +190,14 @@ static aiol_handle *check_handle(lua_State *L, int idx) {
     return *box;
 }
 
-/* The buffer at idx, or NULL (luaL_testudata is not in Lua 5.1) */
-static lbuffer *test_buffer(lua_State *L, int idx) {
+/* The userdata at idx if its metatable is mt's, else NULL (no luaL_testudata in 5.1) */
+static void *test_udata(lua_State *L, int idx, const char *mt) {
     void *p = lua_touserdata(L, idx);
     if (!p || !lua_getmetatable(L, idx)) return NULL;
-    luaL_getmetatable(L, MT_BUFFER);
+    luaL_getmetatable(L, mt);
     int same = lua_rawequal(L, -1, -2);
     lua_pop(L, 2);
-    return same ? (lbuffer *)p : NULL;
+    return same ? p : NULL;
 }
 
 static aiol_tls_context *check_tls(lua_State *L, int idx) {
@@ -393,7 +394,7 @@ static int l_invoke(lua_State *L) {
         }
         /* get_buffer -> buf [, i [, j]]: the library reads into buf[i..j] */
         lua_call(L, n, 3);
-        lbuffer *b = test_buffer(L, -3);
+        lbuffer *b = (lbuffer *)test_udata(L, -3, MT_BUFFER);
         if (!b) luaL_error(L, "get_buffer must return an aioloop.buffer (got %s)", luaL_typename(L, -3));
         for (int k = -2; k <= -1; k++)
             if (!lua_isnil(L, k) && !lua_isnumber(L, k))
@@ -1017,14 +1018,7 @@ static aiol_tls_context *opt_tls(lua_State *L, int opts, uint64_t *hs_ns, uint64
     lua_getfield(L, opts, "tls");
     aiol_tls_context *ctx = NULL;
     if (!lua_isnil(L, -1)) {
-        aiol_tls_context **box = (aiol_tls_context **)lua_touserdata(L, -1);
-        if (lua_getmetatable(L, -1)) {
-            luaL_getmetatable(L, MT_TLS);
-            if (!lua_rawequal(L, -1, -2)) box = NULL;
-            lua_pop(L, 2);
-        } else {
-            box = NULL;
-        }
+        aiol_tls_context **box = (aiol_tls_context **)test_udata(L, -1, MT_TLS);
         if (!box || !*box)
             luaL_error(L, "bad option 'tls' (aioloop.tls_context expected, got %s)", luaL_typename(L, -1));
         ctx = *box;
