@@ -6,8 +6,9 @@
  *
  *  - Every userdata is a box holding one pointer to separately allocated C memory, so no C
  *    object's lifetime is tied to the garbage collector's order. One metatable per type
- *    ("aioloop.loop", "aioloop.handle", "aioloop.server", "aioloop.transport"), checked with
- *    luaL_checkudata.
+ *    ("aioloop.loop", "aioloop.handle", "aioloop.server", "aioloop.transport",
+ *    "aioloop.tls_context"), checked with luaL_checkudata. The exception is aioloop.buffer
+ *    (BufferedProtocol's read target), whose bytes are the userdata's own.
  *  - Lua functions and protocol tables handed to the library live in the registry
  *    (luaL_ref) inside a small C struct given to the library as user_data; the library's
  *    destroy callback releases them.
@@ -75,6 +76,8 @@ static void compat_setfuncs(lua_State *L, const luaL_Reg *l, int nup) {
 #define MT_HANDLE "aioloop.handle"
 #define MT_SERVER "aioloop.server"
 #define MT_TRANSPORT "aioloop.transport"
+#define MT_BUFFER "aioloop.buffer"
+#define MT_TLS "aioloop.tls_context"
 
 /* ---- binding state -------------------------------------------------------------------- */
 
@@ -104,7 +107,17 @@ typedef struct lconn {
     int proto_ref;
     int box_ref;  /* the transport userdata, made at the first callback */
     int done_ref; /* connect's done */
+    int buf_ref;  /* BufferedProtocol: the buffer last lent to the library (kept alive) */
 } lconn;
+
+/* aioloop.buffer: the byte buffer a BufferedProtocol lends to the library (asyncio's
+   bytearray). Unlike the other types the bytes live inside the userdata: Lua never moves
+   a userdata, and while the library may write into it a registry reference (buf_ref)
+   keeps it from being collected. Lua code can only read it. */
+typedef struct lbuffer {
+    size_t len;
+    unsigned char data[];
+} lbuffer;
 
 typedef struct lserver {
     aiol_server *s; /* owned by the box until __gc (aiol_server_free) */
@@ -177,6 +190,33 @@ static aiol_handle *check_handle(lua_State *L, int idx) {
     return *box;
 }
 
+/* The userdata at idx if its metatable is mt's, else NULL (no luaL_testudata in 5.1) */
+static void *test_udata(lua_State *L, int idx, const char *mt) {
+    void *p = lua_touserdata(L, idx);
+    if (!p || !lua_getmetatable(L, idx)) return NULL;
+    luaL_getmetatable(L, mt);
+    int same = lua_rawequal(L, -1, -2);
+    lua_pop(L, 2);
+    return same ? p : NULL;
+}
+
+static aiol_tls_context *check_tls(lua_State *L, int idx) {
+    aiol_tls_context **box = (aiol_tls_context **)luaL_checkudata(L, idx, MT_TLS);
+    if (!*box) luaL_argerror(L, idx, "TLS context is released");
+    return *box;
+}
+
+/* string.sub's rule for [i, j] over len bytes: the 0-based start and the count */
+static size_t byte_range(lua_Integer i, lua_Integer j, size_t len, size_t *start) {
+    lua_Integer n = (lua_Integer)len;
+    if (i < 0) i = i < -n ? 1 : n + i + 1;
+    else if (i == 0) i = 1;
+    if (j < 0) j = n + j + 1;
+    else if (j > n) j = n;
+    *start = (size_t)(i - 1);
+    return i > j ? 0 : (size_t)(j - i + 1);
+}
+
 static void check_callable(lua_State *L, int idx) {
     if (lua_isfunction(L, idx)) return;
     if (luaL_getmetafield(L, idx, "__call")) {
@@ -242,6 +282,12 @@ typedef struct inv {
     size_t len;
     int status;          /* K_PROTO connection_lost / K_DONE */
     int pass_status;
+    int pass_num;        /* K_PROTO get_buffer's size hint, buffer_updated's nbytes */
+    lua_Integer num;
+    int made;            /* K_PROTO connection_made: pick plain or buffered reads */
+    int get_buffer;      /* K_PROTO get_buffer: the lent area comes back in ptr, plen */
+    void *ptr;
+    size_t plen;
     const aiol_error_context *ctx; /* K_EXC */
     int result;          /* K_PROTO: truthiness; K_FACTORY: the protocol's ref */
 } inv;
@@ -269,6 +315,8 @@ static int l_msgh(lua_State *L) {
 #endif
     return 1;
 }
+
+static void use_buffered(aiol_transport *t, lconn *c);
 
 /* The transport box of a connection: made once, kept in the registry until destroy. */
 static void push_transport(lua_State *L, lconn *c, aiol_transport *t) {
@@ -312,6 +360,16 @@ static int l_invoke(lua_State *L) {
     case K_PROTO: {
         int n = 2;
         lua_rawgeti(L, LUA_REGISTRYINDEX, v->conn->proto_ref); /* 1: protocol */
+        if (v->made) {
+            /* asyncio picks the read path by isinstance(protocol, BufferedProtocol); here
+               a get_buffer method (metatables included) makes a BufferedProtocol */
+            lua_getfield(L, 1, "get_buffer");
+            lua_getfield(L, 1, "buffer_updated");
+            int gb = !lua_isnil(L, -2), bu = !lua_isnil(L, -1);
+            lua_pop(L, 2);
+            if (gb != bu) luaL_error(L, "a protocol with get_buffer needs buffer_updated, and the reverse");
+            if (gb) use_buffered(v->t, v->conn);
+        }
         lua_getfield(L, 1, v->method);
         if (lua_isnil(L, -1)) return 0;
         lua_pushvalue(L, 1);
@@ -325,8 +383,32 @@ static int l_invoke(lua_State *L) {
             else lua_pushnil(L);
             n++;
         }
-        lua_call(L, n, 1);
-        v->result = lua_toboolean(L, -1);
+        if (v->pass_num) {
+            lua_pushinteger(L, v->num);
+            n++;
+        }
+        if (!v->get_buffer) {
+            lua_call(L, n, 1);
+            v->result = lua_toboolean(L, -1);
+            break;
+        }
+        /* get_buffer -> buf [, i [, j]]: the library reads into buf[i..j] */
+        lua_call(L, n, 3);
+        lbuffer *b = (lbuffer *)test_udata(L, -3, MT_BUFFER);
+        if (!b) luaL_error(L, "get_buffer must return an aioloop.buffer (got %s)", luaL_typename(L, -3));
+        for (int k = -2; k <= -1; k++)
+            if (!lua_isnil(L, k) && !lua_isnumber(L, k))
+                luaL_error(L, "get_buffer: the range after the buffer must be integers (got %s)",
+                           luaL_typename(L, k));
+        lua_Integer i = lua_isnil(L, -2) ? 1 : lua_tointeger(L, -2);
+        lua_Integer j = lua_isnil(L, -1) ? -1 : lua_tointeger(L, -1);
+        size_t start;
+        size_t len = byte_range(i, j, b->len, &start);
+        lua_pushvalue(L, -3); /* keep it alive while the library holds the pointer */
+        unref_reg(v->lp, &v->conn->buf_ref);
+        v->conn->buf_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+        v->ptr = b->data + (len ? start : 0);
+        v->plen = len; /* 0: the library aborts with EINVAL, as asyncio's empty-buffer error */
         break;
     }
     case K_DONE:
@@ -497,6 +579,7 @@ static void proto_call(lconn *c, aiol_transport *t, const char *method, inv *v) 
 static void p_connection_made(aiol_transport *t, void *ud) {
     inv v;
     memset(&v, 0, sizeof v);
+    v.made = 1;
     proto_call((lconn *)ud, t, "connection_made", &v);
 }
 
@@ -535,8 +618,31 @@ static void p_resume_writing(aiol_transport *t, void *ud) {
     proto_call((lconn *)ud, t, "resume_writing", &v);
 }
 
+/* BufferedProtocol (asyncio get_buffer / buffer_updated). An error in get_buffer aborts
+   the transport (is_reading() is then false, so the library does not read); a buffer
+   with no room left gives the library's empty-buffer abort (EINVAL). */
+static void *p_get_buffer(aiol_transport *t, size_t size_hint, size_t *len, void *ud) {
+    inv v;
+    memset(&v, 0, sizeof v);
+    v.get_buffer = 1;
+    v.pass_num = 1;
+    v.num = size_hint ? (lua_Integer)size_hint : -1; /* asyncio's "any size" */
+    proto_call((lconn *)ud, t, "get_buffer", &v);
+    *len = v.plen;
+    return v.ptr;
+}
+
+static void p_buffer_updated(aiol_transport *t, size_t nbytes, void *ud) {
+    inv v;
+    memset(&v, 0, sizeof v);
+    v.pass_num = 1;
+    v.num = (lua_Integer)nbytes;
+    proto_call((lconn *)ud, t, "buffer_updated", &v);
+}
+
 static void p_destroy(void *ud) {
     lconn *c = (lconn *)ud;
+    unref_reg(c->lp, &c->buf_ref);
     unref_reg(c->lp, &c->proto_ref);
     unref_reg(c->lp, &c->box_ref);
     unref_reg(c->lp, &c->done_ref);
@@ -548,6 +654,19 @@ static const aiol_protocol lua_protocol = {
     sizeof(aiol_protocol), p_connection_made, p_data_received, p_eof_received,
     p_connection_lost, p_pause_writing, p_resume_writing, NULL, NULL, p_destroy,
 };
+
+/* Every connection starts with lua_protocol; connection_made switches a protocol table
+   with get_buffer to this vtable (same user_data and destroy, so nothing is destroyed)
+   before any data is read. */
+static const aiol_protocol lua_buffered_protocol = {
+    sizeof(aiol_protocol), p_connection_made, NULL, p_eof_received,
+    p_connection_lost, p_pause_writing, p_resume_writing, p_get_buffer, p_buffer_updated,
+    p_destroy,
+};
+
+static void use_buffered(aiol_transport *t, lconn *c) {
+    aiol_transport_set_protocol(t, &lua_buffered_protocol, c);
+}
 
 static void lserver_unref(lserver *ls) {
     if (--ls->refs > 0) return;
@@ -577,6 +696,7 @@ static int server_factory(void *factory_data, const struct sockaddr *peer, sockl
     c->proto_ref = v.result;
     c->box_ref = LUA_NOREF;
     c->done_ref = LUA_NOREF;
+    c->buf_ref = LUA_NOREF;
     *user_data = c;
     return 0;
 }
@@ -736,6 +856,186 @@ static int l_fd_read(lua_State *L) {
 static int l_fd_close(lua_State *L) {
     int fd = check_int_range(L, 1, 0, INT32_MAX);
     return push_result(L, close(fd) < 0 ? -errno : 0);
+}
+
+/* ---- buffers (for BufferedProtocol) ------------------------------------------------------ */
+
+/* aioloop.buffer(n) -> a zero-filled buffer of n bytes (asyncio's bytearray(n)) */
+static int l_buffer(lua_State *L) {
+    lua_Number n = luaL_checknumber(L, 1);
+    if (!(n >= 0 && n <= 4503599627370496.0) || n != (lua_Number)(long long)n)
+        luaL_argerror(L, 1, "size out of range");
+    size_t len = (size_t)n;
+    lbuffer *b = (lbuffer *)lua_newuserdata(L, sizeof(lbuffer) + len);
+    b->len = len;
+    memset(b->data, 0, len);
+    luaL_getmetatable(L, MT_BUFFER);
+    lua_setmetatable(L, -2);
+    return 1;
+}
+
+static lbuffer *check_buffer(lua_State *L, int idx) {
+    return (lbuffer *)luaL_checkudata(L, idx, MT_BUFFER);
+}
+
+static int l_buffer_len(lua_State *L) {
+    lua_pushinteger(L, (lua_Integer)check_buffer(L, 1)->len);
+    return 1;
+}
+
+/* buf:tostring([i [, j]]) -> the bytes i..j as a string (string.sub's indices) */
+static int l_buffer_tostring_range(lua_State *L) {
+    lbuffer *b = check_buffer(L, 1);
+    size_t start;
+    size_t n = byte_range(luaL_optinteger(L, 2, 1), luaL_optinteger(L, 3, -1), b->len, &start);
+    lua_pushlstring(L, n ? (const char *)b->data + start : "", n);
+    return 1;
+}
+
+/* buf:byte([i [, j]]) -> the byte values, as string.byte */
+static int l_buffer_byte(lua_State *L) {
+    lbuffer *b = check_buffer(L, 1);
+    lua_Integer i = luaL_optinteger(L, 2, 1);
+    size_t start;
+    size_t n = byte_range(i, luaL_optinteger(L, 3, i), b->len, &start);
+    if (n >= (size_t)INT32_MAX) return luaL_error(L, "byte: range too long");
+    luaL_checkstack(L, (int)n, "byte: range too long");
+    for (size_t k = 0; k < n; k++) lua_pushinteger(L, b->data[start + k]);
+    return (int)n;
+}
+
+static int l_buffer_tostring(lua_State *L) {
+    lbuffer *b = check_buffer(L, 1);
+    lua_pushfstring(L, "aioloop.buffer (%d bytes): %p", (int)(b->len > INT32_MAX ? INT32_MAX : b->len),
+                    (void *)b);
+    return 1;
+}
+
+/* ---- TLS contexts (ssl.SSLContext) ------------------------------------------------------- */
+
+static int new_tls(lua_State *L, int (*make)(lua_State *, aiol_tls_context **)) {
+    aiol_tls_context **box = (aiol_tls_context **)new_box(L, MT_TLS);
+    int top = lua_gettop(L);
+    int rc = make(L, box);
+    lua_settop(L, top); /* the box */
+    if (rc < 0) {
+        *box = NULL;
+        return push_fail(L, rc);
+    }
+    return 1;
+}
+
+static int make_server(lua_State *L, aiol_tls_context **ret) {
+    return aiol_tls_context_new_server(luaL_checkstring(L, 1), luaL_checkstring(L, 2), ret);
+}
+
+static int make_server_pem(lua_State *L, aiol_tls_context **ret) {
+    size_t clen, klen;
+    const char *cert = luaL_checklstring(L, 1, &clen);
+    const char *key = luaL_checklstring(L, 2, &klen);
+    return aiol_tls_context_new_server_pem(cert, clen, key, klen, ret);
+}
+
+/* tls_client{ca=, verify=}: verify defaults to true (ssl.create_default_context) */
+static int make_client(lua_State *L, aiol_tls_context **ret) {
+    const char *ca = NULL;
+    int verify = 1;
+    if (!lua_isnoneornil(L, 1)) {
+        luaL_checktype(L, 1, LUA_TTABLE);
+        ca = opt_string(L, 1, "ca"); /* stays on the stack, under the box */
+        lua_getfield(L, 1, "verify");
+        if (!lua_isnil(L, -1)) verify = lua_toboolean(L, -1);
+        lua_pop(L, 1);
+    }
+    return aiol_tls_context_new_client(ca, verify, ret);
+}
+
+/* aioloop.tls_server(cert_path, key_path), tls_server_pem(cert, key), tls_client{...} */
+static int l_tls_server(lua_State *L) {
+    luaL_checkstring(L, 1), luaL_checkstring(L, 2);
+    return new_tls(L, make_server);
+}
+
+static int l_tls_server_pem(lua_State *L) {
+    luaL_checkstring(L, 1), luaL_checkstring(L, 2);
+    return new_tls(L, make_server_pem);
+}
+
+static int l_tls_client(lua_State *L) {
+    if (!lua_isnoneornil(L, 1)) luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
+    return new_tls(L, make_client);
+}
+
+/* ctx:set_alpn{"h2", "http/1.1"} (ssl.SSLContext.set_alpn_protocols) */
+static int l_tls_set_alpn(lua_State *L) {
+    aiol_tls_context *ctx = check_tls(L, 1);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    size_t n = lua_rawlen(L, 2);
+    if (n > 4096) return luaL_argerror(L, 2, "too many protocols");
+    const char **v = (const char **)lua_newuserdata(L, sizeof(char *) * (n ? n : 1));
+    for (size_t i = 0; i < n; i++) {
+        lua_rawgeti(L, 2, (int)i + 1); /* the table keeps the string alive */
+        size_t len;
+        v[i] = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
+        if (!v[i] || len == 0 || len > 255 || strlen(v[i]) != len)
+            return luaL_argerror(L, 2, "protocols must be strings of 1 to 255 bytes");
+        lua_pop(L, 1);
+    }
+    return push_result(L, aiol_tls_context_set_alpn(ctx, v, n));
+}
+
+/* ctx:set_min_version("TLSv1.2" | "TLSv1.3" | 0x0303 | 0x0304) */
+static int l_tls_set_min_version(lua_State *L) {
+    aiol_tls_context *ctx = check_tls(L, 1);
+    int version;
+    if (lua_type(L, 2) == LUA_TSTRING) {
+        static const char *const names[] = {"TLSv1.2", "TLSv1.3", NULL};
+        version = luaL_checkoption(L, 2, NULL, names) == 0 ? 0x0303 : 0x0304;
+    } else {
+        version = check_int_range(L, 2, INT32_MIN, INT32_MAX);
+    }
+    return push_result(L, aiol_tls_context_set_min_version(ctx, version));
+}
+
+static int l_tls_gc(lua_State *L) {
+    aiol_tls_context **box = (aiol_tls_context **)luaL_checkudata(L, 1, MT_TLS);
+    if (*box) aiol_tls_context_free(*box); /* servers and connections hold their own */
+    *box = NULL;
+    return 0;
+}
+
+static int l_tls_tostring(lua_State *L) {
+    aiol_tls_context **box = (aiol_tls_context **)luaL_checkudata(L, 1, MT_TLS);
+    lua_pushfstring(L, "aioloop.tls_context: %p", (void *)*box);
+    return 1;
+}
+
+/* The TLS options shared by create_server and connect; the context stays on the stack. */
+static aiol_tls_context *opt_tls(lua_State *L, int opts, uint64_t *hs_ns, uint64_t *sd_ns) {
+    static const char *const names[] = {"tls_handshake_timeout", "tls_shutdown_timeout"};
+    uint64_t *out[] = {hs_ns, sd_ns};
+    lua_getfield(L, opts, "tls");
+    aiol_tls_context *ctx = NULL;
+    if (!lua_isnil(L, -1)) {
+        aiol_tls_context **box = (aiol_tls_context **)test_udata(L, -1, MT_TLS);
+        if (!box || !*box)
+            luaL_error(L, "bad option 'tls' (aioloop.tls_context expected, got %s)", luaL_typename(L, -1));
+        ctx = *box;
+    }
+    for (int i = 0; i < 2; i++) {
+        /* asyncio: ValueError unless positive, and only meaningful with ssl */
+        lua_getfield(L, opts, names[i]);
+        int absent = lua_isnil(L, -1);
+        lua_pop(L, 1);
+        if (absent) continue;
+        if (!ctx) luaL_error(L, "bad option '%s' (only meaningful with tls)", names[i]);
+        lua_Number sec = opt_number(L, opts, names[i], 0, 0, 1.8e10, 0);
+        if (!(sec > 0)) luaL_error(L, "bad option '%s' (must be positive)", names[i]);
+        *out[i] = (uint64_t)(sec * 1e9);
+        if (*out[i] == 0) *out[i] = 1;
+    }
+    return ctx;
 }
 
 /* ---- loop methods ----------------------------------------------------------------------- */
@@ -959,7 +1259,8 @@ static int l_loop_tostring(lua_State *L) {
     return 1;
 }
 
-/* create_server{host=, port=, unix_path=, backlog=, reuse_port=, protocol=} */
+/* create_server{host=, port=, unix_path=, backlog=, reuse_port=, protocol=, tls=,
+   tls_handshake_timeout=, tls_shutdown_timeout=} */
 static int l_loop_create_server(lua_State *L) {
     lloop *lp = check_loop(L, 1);
     luaL_checktype(L, 2, LUA_TTABLE);
@@ -977,6 +1278,7 @@ static int l_loop_create_server(lua_State *L) {
         return luaL_error(L, "bad option 'protocol' (function or table expected, got %s)",
                           luaL_typename(L, 5));
     lserver **box = (lserver **)new_box(L, MT_SERVER); /* 6 */
+    cfg.tls = opt_tls(L, 2, &cfg.tls_handshake_timeout_ns, &cfg.tls_shutdown_timeout_ns); /* 7 */
     lserver *ls = (lserver *)calloc(1, sizeof *ls);
     if (!ls) return push_fail(L, AIOL_ENOMEM);
     ls->lp = lp;
@@ -1000,7 +1302,8 @@ static int l_loop_create_server(lua_State *L) {
     return 1;
 }
 
-/* connect{host=, port=, unix_path=, timeout=, protocol=, done=} -> handle (cancel) */
+/* connect{host=, port=, unix_path=, timeout=, protocol=, done=, tls=, server_hostname=,
+   tls_handshake_timeout=, tls_shutdown_timeout=} -> handle (cancel) */
 static int l_loop_connect(lua_State *L) {
     lloop *lp = check_loop(L, 1);
     luaL_checktype(L, 2, LUA_TTABLE);
@@ -1025,11 +1328,16 @@ static int l_loop_connect(lua_State *L) {
     if (!lua_isnil(L, 6) && !lua_isfunction(L, 6))
         return luaL_error(L, "bad option 'done' (function expected, got %s)", luaL_typename(L, 6));
     aiol_handle **box = (aiol_handle **)new_box(L, MT_HANDLE); /* 7 */
+    cfg.tls = opt_tls(L, 2, &cfg.tls_handshake_timeout_ns, &cfg.tls_shutdown_timeout_ns); /* 8 */
+    cfg.server_hostname = opt_string(L, 2, "server_hostname"); /* 9 */
+    if (cfg.server_hostname && !cfg.tls)
+        return luaL_error(L, "bad option 'server_hostname' (only meaningful with tls)");
     lconn *c = (lconn *)calloc(1, sizeof *c);
     if (!c) return push_fail(L, AIOL_ENOMEM);
     c->lp = lp;
     c->box_ref = LUA_NOREF;
     c->done_ref = LUA_NOREF;
+    c->buf_ref = LUA_NOREF;
     lua_pushvalue(L, 5);
     c->proto_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     if (!lua_isnil(L, 6)) {
@@ -1252,6 +1560,35 @@ static int l_transport_fileno(lua_State *L) {
     return 1;
 }
 
+/* TLS (asyncio get_extra_info("ssl_object") ...): nil, "EINVAL: ..." for a plain transport */
+static int l_transport_tls_alpn(lua_State *L) {
+    const char *p;
+    size_t len;
+    int rc = aiol_transport_tls_alpn(check_transport(L, 1), &p, &len);
+    if (rc < 0) return push_fail(L, rc);
+    if (p) lua_pushlstring(L, p, len);
+    else lua_pushnil(L);
+    return 1;
+}
+
+static int l_transport_tls_server_name(lua_State *L) {
+    const char *name = aiol_transport_tls_server_name(check_transport(L, 1));
+    if (name) lua_pushstring(L, name);
+    else lua_pushnil(L);
+    return 1;
+}
+
+/* the peer's certificate in DER (asyncio get_extra_info("peercert", binary_form)) */
+static int l_transport_tls_peer_cert(lua_State *L) {
+    const void *der;
+    size_t len;
+    int rc = aiol_transport_tls_peer_cert_der(check_transport(L, 1), &der, &len);
+    if (rc < 0) return push_fail(L, rc);
+    if (der) lua_pushlstring(L, (const char *)der, len);
+    else lua_pushnil(L);
+    return 1;
+}
+
 static int l_transport_gc(lua_State *L) {
     aiol_transport **box = (aiol_transport **)luaL_checkudata(L, 1, MT_TRANSPORT);
     if (*box) aiol_transport_unref(*box);
@@ -1324,6 +1661,9 @@ static const luaL_Reg transport_methods[] = {
     {"peername", l_transport_peername},
     {"sockname", l_transport_sockname},
     {"fileno", l_transport_fileno},
+    {"tls_alpn", l_transport_tls_alpn},
+    {"tls_server_name", l_transport_tls_server_name},
+    {"tls_peer_cert", l_transport_tls_peer_cert},
     {NULL, NULL},
 };
 
@@ -1337,6 +1677,23 @@ static const luaL_Reg module_functions[] = {
     {"fd_write", l_fd_write},
     {"fd_read", l_fd_read},
     {"fd_close", l_fd_close},
+    {"buffer", l_buffer},
+    {"tls_server", l_tls_server},
+    {"tls_server_pem", l_tls_server_pem},
+    {"tls_client", l_tls_client},
+    {NULL, NULL},
+};
+
+static const luaL_Reg buffer_methods[] = {
+    {"len", l_buffer_len},
+    {"tostring", l_buffer_tostring_range},
+    {"byte", l_buffer_byte},
+    {NULL, NULL},
+};
+
+static const luaL_Reg tls_methods[] = {
+    {"set_alpn", l_tls_set_alpn},
+    {"set_min_version", l_tls_set_min_version},
     {NULL, NULL},
 };
 
@@ -1346,8 +1703,10 @@ static void new_metatable(lua_State *L, const char *name, const luaL_Reg *method
     lua_newtable(L);
     luaL_setfuncs(L, methods, 0);
     lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, gc);
-    lua_setfield(L, -2, "__gc");
+    if (gc) { /* none for a buffer: its bytes are the userdata's own */
+        lua_pushcfunction(L, gc);
+        lua_setfield(L, -2, "__gc");
+    }
     lua_pushcfunction(L, tostring);
     lua_setfield(L, -2, "__tostring");
 #if LUA_VERSION_NUM >= 504
@@ -1389,6 +1748,12 @@ AIOL_LUA_EXPORT int luaopen_aioloop(lua_State *L) {
     new_metatable(L, MT_HANDLE, handle_methods, l_handle_gc, l_handle_tostring, NULL);
     new_metatable(L, MT_SERVER, server_methods, l_server_gc, l_server_tostring, l_server_close_tbc);
     new_metatable(L, MT_TRANSPORT, transport_methods, l_transport_gc, l_transport_tostring, NULL);
+    new_metatable(L, MT_TLS, tls_methods, l_tls_gc, l_tls_tostring, NULL);
+    new_metatable(L, MT_BUFFER, buffer_methods, NULL, l_buffer_tostring, NULL);
+    luaL_getmetatable(L, MT_BUFFER);
+    lua_pushcfunction(L, l_buffer_len);
+    lua_setfield(L, -2, "__len");
+    lua_pop(L, 1);
 
     lua_newtable(L);
     luaL_setfuncs(L, module_functions, 0);
@@ -1404,6 +1769,8 @@ AIOL_LUA_EXPORT int luaopen_aioloop(lua_State *L) {
         {"ECANCELED", AIOL_ECANCELED}, {"ETIMEDOUT", AIOL_ETIMEDOUT},
         {"EADDRINUSE", AIOL_EADDRINUSE}, {"ECONNREFUSED", AIOL_ECONNREFUSED},
         {"ECONNRESET", AIOL_ECONNRESET}, {"EINVAL", AIOL_EINVAL}, {"EBUSY", AIOL_EBUSY},
+        {"ETLS", AIOL_ETLS}, {"ENOTSUP", AIOL_ENOTSUP},
+        {"TLS1_2", 0x0303}, {"TLS1_3", 0x0304},
     };
     for (size_t i = 0; i < sizeof constants / sizeof constants[0]; i++) {
         lua_pushinteger(L, constants[i].value);

@@ -3,8 +3,8 @@
 --   LUA_CPATH='BUILD/bindings/lua/5.4/?.so' lua5.4 server.lua BEHAVIOUR ADDR [key=value ...]
 --
 -- The Lua twin of server_asyncio.py (the oracle): same behaviour menu, same trace lines.
--- The Lua binding has no BufferedProtocol, so the "buffered" behaviour is not supported
--- (those scenarios list lua5.4 / luajit under "skip").
+-- "buffered" uses a BufferedProtocol reading into a bufsize-byte aioloop.buffer;
+-- tls_cert=PATH tls_key=PATH serve TLS with that certificate and key.
 local aioloop = require "aioloop"
 
 local behaviour, addr = arg[1], arg[2]
@@ -12,10 +12,6 @@ local P = {}
 for i = 3, #arg do
     local k, v = arg[i]:match("^([^=]+)=(.*)$")
     P[k] = tonumber(v) or v
-end
-if behaviour == "buffered" then
-    io.stderr:write("server.lua: no BufferedProtocol in the Lua binding\n")
-    os.exit(4)
 end
 
 local block
@@ -48,7 +44,7 @@ local function close_server()
     end)
 end
 
-local echoing = {echo = true, flow_echo = true, pause_reading = true,
+local echoing = {echo = true, flow_echo = true, buffered = true, pause_reading = true,
                  write_eof_after_eof = true, keep_open_write_later = true}
 
 local Conn = {}
@@ -153,10 +149,32 @@ function Conn:connection_lost(t, err)
     if conns_left <= 0 then close_server() end
 end
 
+-- asyncio.BufferedProtocol: one buffer per connection, what lands in it goes through
+-- data_received's logic
+local Buffered = setmetatable({}, {__index = Conn})
+Buffered.__index = Buffered
+
+function Buffered:get_buffer(t, sizehint)
+    if not self.buf then self.buf = aioloop.buffer(P.bufsize or 16) end
+    return self.buf
+end
+
+function Buffered:buffer_updated(t, n)
+    self:data_received(t, self.buf:tostring(1, n))
+end
+
 local cfg = {protocol = function()
     conns_left = conns_left - 1
-    return setmetatable({pending = 0, total = 0}, Conn)
+    return setmetatable({pending = 0, total = 0}, behaviour == "buffered" and Buffered or Conn)
 end}
+if P.tls_cert then
+    local ctx, terr = aioloop.tls_server(P.tls_cert, P.tls_key)
+    if not ctx then
+        io.stderr:write("server.lua: " .. tostring(terr) .. "\n")
+        os.exit(1)
+    end
+    cfg.tls = ctx
+end
 if addr:sub(1, 5) == "unix:" then
     cfg.unix_path = addr:sub(6)
 else

@@ -127,4 +127,60 @@ function H.pid()
     return pid
 end
 
+local function sh(cmd)
+    local r = os.execute(cmd .. " >/dev/null 2>&1")
+    return r == true or r == 0 -- Lua 5.4 / Lua 5.1
+end
+
+local function slurp_file(path)
+    local f = assert(io.open(path, "rb"))
+    local s = f:read("*a")
+    f:close()
+    return s
+end
+
+-- Throwaway TLS certificates made with the openssl command, once per process, in a
+-- temporary directory removed when the state closes: ca.pem signs server.pem (SAN
+-- localhost and 127.0.0.1; key server.key); other-ca.pem is an unrelated CA; der is
+-- server.pem in DER. Returns false if they could not be made.
+local certs
+function H.certs()
+    if certs ~= nil then return certs end
+    certs = false
+    local p = io.popen("mktemp -d /tmp/aiol-lua-tls-XXXXXX")
+    local dir = p:read("*l")
+    p:close()
+    if not dir or dir == "" then return false end
+    local ec = "-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes"
+    local f = assert(io.open(dir .. "/ext.cnf", "w"))
+    f:write("subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+            "extendedKeyUsage=serverAuth\n")
+    f:close()
+    local ok = sh(("cd %s && openssl req -x509 %s -keyout ca.key -out ca.pem -days 2 " ..
+                   "-subj /CN=aioloop-lua-test-ca"):format(dir, ec))
+        and sh(("cd %s && openssl req -x509 %s -keyout other-ca.key -out other-ca.pem " ..
+                "-days 2 -subj /CN=aioloop-lua-other-ca"):format(dir, ec))
+        and sh(("cd %s && openssl req %s -keyout server.key -out server.csr -subj /CN=localhost")
+                :format(dir, ec))
+        and sh(("cd %s && openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key " ..
+                "-CAcreateserial -out server.pem -days 2 -extfile ext.cnf"):format(dir))
+        and sh(("cd %s && openssl x509 -in server.pem -outform DER -out server.der"):format(dir))
+    local function remove() os.execute("rm -rf '" .. dir .. "'") end
+    if not ok then
+        remove()
+        return false
+    end
+    -- removed when this module is collected, at lua_close at the latest
+    if newproxy then -- LuaJIT: tables have no __gc
+        H._certs_anchor = newproxy(true)
+        getmetatable(H._certs_anchor).__gc = remove
+    else
+        H._certs_anchor = setmetatable({}, {__gc = remove})
+    end
+    certs = {dir = dir, ca = dir .. "/ca.pem", other_ca = dir .. "/other-ca.pem",
+             cert = dir .. "/server.pem", key = dir .. "/server.key",
+             der = slurp_file(dir .. "/server.der")}
+    return certs
+end
+
 return H

@@ -15,6 +15,8 @@ local FILES = {
     "test_errors.lua",
     "test_tcp.lua",
     "test_flow.lua",
+    "test_buffered.lua",
+    "test_tls.lua",
     "test_gc.lua",
 }
 
