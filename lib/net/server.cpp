@@ -248,7 +248,8 @@ void Server::accept_one(int fd, const sockaddr_storage &peer, socklen_t peer_len
     }
     aiol_transport *t = nullptr;
     try {
-        t = new aiol_transport(loop_, fd, proto_, ud, this);
+        t = new aiol_transport(loop_, fd, proto_, ud, this, reinterpret_cast<const sockaddr *>(&peer),
+                               peer_len);
 #if AIOL_HAVE_TLS
         if (cfg_.tls)  // the handshake runs before connection_made; it counts as a client
             t->attach_tls(tls_layer_new(cfg_.tls, nullptr, cfg_.tls_handshake_timeout_ns,

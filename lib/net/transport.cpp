@@ -53,14 +53,13 @@ ssize_t sendfile_nosigpipe(int out_fd, int in_fd, off_t *offset, size_t count) {
 }  // namespace
 
 SocketTransport::SocketTransport(Loop *loop, int fd, const aiol_protocol &protocol, void *ud,
-                                 Server *server)
+                                 Server *server, const sockaddr *peer, socklen_t peer_len)
     : IoWatcher(IoWatcher::kTransport), NetObject(NetObject::kTransport), loop_(loop), fd_(fd), proto_(protocol),
       ud_(ud), server_(server) {
-    peer_len_ = sizeof peer_;
-    if (getpeername(fd, reinterpret_cast<sockaddr *>(&peer_), &peer_len_) < 0) peer_len_ = 0;
-    local_len_ = sizeof local_;
-    if (getsockname(fd, reinterpret_cast<sockaddr *>(&local_), &local_len_) < 0) local_len_ = 0;
-    family_ = local_len_ ? local_.ss_family : AF_UNSPEC;
+    if (peer && peer_len > 0) peer_.set(peer, peer_len);
+    else peer_.fetch(::getpeername, fd);
+    local_.fetch(::getsockname, fd);
+    family_ = local_.family();
     if (family_ == AF_INET || family_ == AF_INET6) {  // base_events._set_nodelay
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -637,11 +636,11 @@ int SocketTransport::set_protocol(const aiol_protocol &p, void *ud) {
 }
 
 int SocketTransport::copy_name(bool peer, sockaddr_storage *addr, socklen_t *len) const {
-    const sockaddr_storage &src = peer ? peer_ : local_;
-    socklen_t have = peer ? peer_len_ : local_len_;
+    const StoredAddress &src = peer ? peer_ : local_;
+    socklen_t have = src.size();
     if (have == 0) return -ENOTCONN;
     socklen_t n = *len < have ? *len : have;
-    __builtin_memcpy(addr, &src, n);
+    __builtin_memcpy(addr, src.data(), n);
     *len = have;
     return 0;
 }

@@ -13,6 +13,7 @@
 #include <cstdint>
 
 #include "../core/loop.h"
+#include "address.h"
 #include "write_buffer.h"
 
 namespace aiol {
@@ -34,7 +35,9 @@ struct SendfileJob {
 
 class SocketTransport : public IoWatcher, public NetObject {
 public:
-    SocketTransport(Loop *loop, int fd, const aiol_protocol &protocol, void *ud, Server *server);
+    // peer: the address accept() returned, if any (saves a getpeername).
+    SocketTransport(Loop *loop, int fd, const aiol_protocol &protocol, void *ud, Server *server,
+                    const sockaddr *peer = nullptr, socklen_t peer_len = 0);
     ~SocketTransport() override;
 
     // Registers the fd and schedules connection_made (then reading), as asyncio's
@@ -157,10 +160,7 @@ private:
     bool pause_pending_ = false;    // paused before connection_made: deliver after it
     bool handshaking_ = false;    // TLS handshake in progress (reading on, no protocol yet)
 
-    sockaddr_storage peer_{};
-    socklen_t peer_len_ = 0;
-    sockaddr_storage local_{};
-    socklen_t local_len_ = 0;
+    StoredAddress peer_, local_;
 
 public:
     SocketTransport *server_prev = nullptr, *server_next = nullptr;  // Server's client list
