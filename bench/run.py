@@ -2,7 +2,8 @@
 """Echo benchmark: libaioloop's servers against a raw epoll loop and libuv, in one run.
 
     python3 bench/run.py [--quick] [--reps N] [--duration S] [--cases a,b] [--servers a,b]
-                         [--bindings] [--server NAME=CMD ...] [--out DIR] [--docs]
+                         [--bindings] [--server NAME=CMD ...] [--tls-server NAME=CMD ...]
+                         [--out DIR] [--docs]
 
 Builds everything it runs (a release build of the library in build-bench/, the load
 generator and the reference servers), then for each round, case and server: starts the
@@ -15,6 +16,14 @@ docs/PERFORMANCE.md.
 
 A server command is any program taking `--host H --port P` and printing a line
 `listening on HOST:PORT` (the real port: we pass 0).
+
+The tls-* cases run the same load over TLS (loadgen drives OpenSSL itself, TLS 1.3, and
+verifies the server's certificate). A throwaway self-signed certificate and key are made
+with the `openssl` command in a temporary directory for each run and deleted after it.
+A server serves TLS through its TLS command, where `{tls_cert}` and `{tls_key}` stand for
+those files (`--tls-server NAME=CMD`); a server without one shows n/a in the TLS tables.
+The TLS yardstick is bench/servers/epoll_tls_echo.c (epoll + OpenSSL on the socket), and
+a "TLS vs plain" table puts each server's TLS figures next to its plain ones.
 """
 import argparse
 import datetime
@@ -27,6 +36,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -35,16 +45,26 @@ BIN = os.path.join(BUILD, "bench-bin")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 SERVER_CPU, CLIENT_CPU = "0", "1"
 
-# name: (loadgen mode, conns, size, pipeline, idle)
+# name: (loadgen mode, conns, size, pipeline, idle, tls)
 CASES = {
-    "1k": ("echo", 10, 1024, 1, 0),
-    "10k": ("echo", 10, 10240, 1, 0),
-    "100k": ("echo", 10, 102400, 1, 0),
-    "1k-p16": ("echo", 10, 1024, 16, 0),
-    "1k-c100-p16": ("echo", 100, 1024, 16, 0),
-    "churn": ("churn", 10, 1024, 1, 0),
-    "idle10k": ("idle", 1, 1024, 1, 10000),
+    "1k": ("echo", 10, 1024, 1, 0, False),
+    "10k": ("echo", 10, 10240, 1, 0, False),
+    "100k": ("echo", 10, 102400, 1, 0, False),
+    "1k-p16": ("echo", 10, 1024, 16, 0, False),
+    "1k-c100-p16": ("echo", 100, 1024, 16, 0, False),
+    "churn": ("churn", 10, 1024, 1, 0, False),
+    "idle10k": ("idle", 1, 1024, 1, 10000, False),
+    # TLS: the same loads as their plain twin; tls-churn is the handshake rate (a full
+    # handshake per connection, never a resumed session).
+    "tls-1k": ("echo", 10, 1024, 1, 0, True),
+    "tls-100k": ("echo", 10, 102400, 1, 0, True),
+    "tls-churn": ("churn", 10, 1024, 1, 0, True),
 }
+PLAIN_TWIN = {"tls-1k": "1k", "tls-100k": "100k", "tls-churn": "churn"}
+# The raw yardsticks a ratio is taken against, for plain TCP and for TLS.
+BASE_PLAIN, BASE_TLS = "epoll_echo", "epoll_tls_echo"
+# A TLS-only server whose plain figures are another server's: the raw epoll pair.
+PLAIN_OF = {"epoll_tls_echo": "epoll_echo"}
 
 
 def log(msg):
@@ -55,8 +75,18 @@ def sh(cmd, **kw):
     subprocess.run(cmd, check=True, **kw)
 
 
-def build(with_uv):
-    """A release build of the library and examples, plus the bench programs."""
+def have_pkg(name):
+    return subprocess.run(["pkg-config", "--exists", name]).returncode == 0
+
+
+def pkg_flags(name):
+    return subprocess.run(["pkg-config", "--cflags", "--libs", name], check=True,
+                          capture_output=True, text=True).stdout.split()
+
+
+def build(with_uv, with_tls):
+    """A release build of the library and examples, plus the bench programs (loadgen
+    speaks TLS and epoll_tls_echo is built when OpenSSL is there)."""
     opts = ["-Dbuildtype=release", "-Db_ndebug=true", "-Dtests=false", "-Dexamples=true"]
     if not os.path.exists(os.path.join(BUILD, "build.ninja")):
         sh(["meson", "setup", BUILD, ROOT] + opts, stdout=subprocess.DEVNULL)
@@ -66,16 +96,39 @@ def build(with_uv):
     os.makedirs(BIN, exist_ok=True)
     cc = os.environ.get("CC", "cc")
     src = os.path.join(ROOT, "bench")
-    sh([cc, "-O2", "-o", os.path.join(BIN, "loadgen"), os.path.join(src, "loadgen.c")])
+    ssl = ["-DLOADGEN_TLS"] + pkg_flags("openssl") if with_tls else []
+    sh([cc, "-O2", "-o", os.path.join(BIN, "loadgen"), os.path.join(src, "loadgen.c")] + ssl)
     sh([cc, "-O2", "-o", os.path.join(BIN, "epoll_echo"),
         os.path.join(src, "servers", "epoll_echo.c")])
+    if with_tls:
+        sh([cc, "-O2", "-o", os.path.join(BIN, "epoll_tls_echo"),
+            os.path.join(src, "servers", "epoll_tls_echo.c")] + pkg_flags("openssl"))
     if with_uv:
         sh([cc, "-O2", "-o", os.path.join(BIN, "uv_echo"),
             os.path.join(src, "servers", "uv_echo.c"), "-luv"])
 
 
-def have_libuv():
-    return subprocess.run(["pkg-config", "--exists", "libuv"]).returncode == 0
+def lib_has_tls():
+    """Whether build-bench's library was built with TLS (meson's tls option is auto)."""
+    try:
+        with open(os.path.join(BUILD, "config.h")) as f:
+            return re.search(r"#define AIOL_HAVE_TLS 1\b", f.read()) is not None
+    except OSError:
+        return False
+
+
+TLS_ARGS = ["--tls-cert", "{tls_cert}", "--tls-key", "{tls_key}"]
+
+
+def make_cert(tmp):
+    """A throwaway self-signed P-256 certificate for 127.0.0.1, valid one day; the key
+    never leaves tmp. Returns (cert, key)."""
+    cert, key = os.path.join(tmp, "cert.pem"), os.path.join(tmp, "key.pem")
+    sh(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+        "-nodes", "-keyout", key, "-out", cert, "-days", "1", "-subj", "/CN=localhost",
+        "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return cert, key
 
 
 def build_bindings():
@@ -83,7 +136,7 @@ def build_bindings():
     toolchain is missing is left out with a note. Returns {name: command}."""
     env = dict(os.environ, PKG_CONFIG_PATH=os.path.join(BUILD, "meson-uninstalled"),
                LD_LIBRARY_PATH=os.path.join(BUILD, "lib"))
-    out = {}
+    out = {}  # name: plain command; go-net also serves TLS (see main)
     rust_dir = os.path.join(ROOT, "bindings", "rust")
     if shutil.which("cargo"):
         target = os.path.join(BUILD, "cargo-target")
@@ -120,10 +173,13 @@ def build_bindings():
 
 
 def default_servers():
+    """name: {"plain": command or None, "tls": command template or None}."""
+    echo = [os.path.join(BUILD, "examples", "echo_server")]
     return {
-        "epoll_echo": [os.path.join(BIN, "epoll_echo")],
-        "uv_echo": [os.path.join(BIN, "uv_echo")],
-        "aioloop": [os.path.join(BUILD, "examples", "echo_server")],
+        "epoll_echo": {"plain": [os.path.join(BIN, "epoll_echo")], "tls": None},
+        "epoll_tls_echo": {"plain": None, "tls": [os.path.join(BIN, "epoll_tls_echo")] + TLS_ARGS},
+        "uv_echo": {"plain": [os.path.join(BIN, "uv_echo")], "tls": None},
+        "aioloop": {"plain": echo, "tls": echo + TLS_ARGS},
     }
 
 
@@ -169,8 +225,10 @@ def stop_server(p):
         p.wait()
 
 
-def run_one(name, cmd, case, duration, warmup):
-    mode, conns, size, pipeline, idle = CASES[case]
+def run_one(name, cmd, case, duration, warmup, tls_files):
+    mode, conns, size, pipeline, idle, tls = CASES[case]
+    if tls:
+        cmd = [a.format(tls_cert=tls_files[0], tls_key=tls_files[1]) for a in cmd]
     p, port = start_server(cmd)
     try:
         rss0 = rss_kib(p.pid)
@@ -179,7 +237,8 @@ def run_one(name, cmd, case, duration, warmup):
             ["taskset", "-c", CLIENT_CPU, os.path.join(BIN, "loadgen"), "--port", str(port),
              "--mode", mode, "--conns", str(conns), "--size", str(size), "--pipeline",
              str(pipeline), "--idle", str(idle), "--duration", str(duration), "--warmup",
-             str(warmup)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             str(warmup)] + (["--tls", "--tls-ca", tls_files[0]] if tls else []),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         rss_max = rss0
         t_measure = time.time() + warmup
         u1 = s1 = None
@@ -220,37 +279,116 @@ def fmt(v, digits=2):
     return f"{v:.{digits}f}"
 
 
+def rows_of(results, server, case):
+    return [r for r in results if r["server"] == server and r["case"] == case]
+
+
+def units(case):
+    """(rate label, what one 'message' is) for a case."""
+    mode, tls = CASES[case][0], CASES[case][5]
+    if mode == "churn":
+        return ("handshakes/s", "handshake") if tls else ("conns/s", "conn")
+    return "msgs/s", "msg"
+
+
+def ratio(a, b):
+    return f"{a / b:.2f}" if a is not None and b else "–"
+
+
+def tls_note(results, case):
+    """What the TLS runs negotiated, as loadgen reported it (naming the servers when they
+    did not all choose the same cipher)."""
+    got = {}
+    for r in results:
+        if r["case"] == case and r.get("tls_protocol"):
+            got.setdefault(f"{r['tls_protocol']} {r['tls_cipher']}", []).append(r["server"])
+    if len(got) > 1:
+        note = ", ".join(f"{k} ({', '.join(dict.fromkeys(v))})" for k, v in got.items())
+    else:
+        note = next(iter(got), "TLS")
+    if any(r.get("tls_verify") for r in results if r["case"] == case):
+        note += ", certificate verified"
+    if CASES[case][0] == "churn":
+        note += "; a full handshake per connection, no session resumption"
+    return note
+
+
 def table(results, servers, cases):
     lines = []
     for case in cases:
-        mode, conns, size, pipeline, idle = CASES[case]
+        mode, conns, size, pipeline, idle, tls = CASES[case]
+        rate, per = units(case)
         lines.append(f"\n### {case}: {mode}, {conns} conns, {size} B, pipeline {pipeline}"
-                     + (f", {idle} idle" if idle else ""))
-        rate = "conns/s" if mode == "churn" else "msgs/s"
+                     + (f", {idle} idle" if idle else "")
+                     + (f"; over {tls_note(results, case)}; epoll = {BASE_TLS}" if tls else ""))
         extra = " | RSS/idle conn B" if idle else ""
-        lines.append(f"\n| server | {rate} | p50 µs | p99 µs | server CPU µs/msg | user | sys "
-                     f"| CPU vs epoll | CPU vs uv | {rate} vs epoll{extra} |")
-        lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if idle else ""))
-        base = {b: median([r for r in results if r["server"] == b and r["case"] == case],
-                          "cpu_us_per_msg") for b in ("epoll_echo", "uv_echo")}
-        base_rate = median([r for r in results if r["server"] == "epoll_echo"
-                            and r["case"] == case], "msgs_per_s")
-        for s in servers:
-            rows = [r for r in results if r["server"] == s and r["case"] == case]
+        uv = "" if tls else " CPU vs uv |"  # libuv has no TLS
+        lines.append(f"\n| server | {rate} | p50 µs | p99 µs | server CPU µs/{per} | user | sys "
+                     f"| CPU vs epoll |{uv} {rate} vs epoll{extra} |")
+        ncols = lines[-1].count("|") - 1
+        lines.append("|---|---:|---:|---:|---:|---:|---:|---:|" + ("" if tls else "---:|")
+                     + "---:|" + ("---:|" if idle else ""))
+        base_rows = rows_of(results, BASE_TLS if tls else BASE_PLAIN, case)
+        base_cpu, base_rate = median(base_rows, "cpu_us_per_msg"), median(base_rows, "msgs_per_s")
+        uv_cpu = median(rows_of(results, "uv_echo", case), "cpu_us_per_msg")
+        for s, spec in servers.items():
+            rows = rows_of(results, s, case)
             if not rows:
+                if tls and spec["tls"] is None and spec["plain"] is not None:
+                    lines.append(f"| {s} | n/a (no TLS) |" + " |" * (ncols - 2))
                 continue
             bad = sum(1 for r in rows if r.get("exit") != 0)
             cpu = median(rows, "cpu_us_per_msg")
             rps = median(rows, "msgs_per_s")
-            ratio = lambda a, b: f"{a / b:.2f}" if a is not None and b else "–"
             cells = [s + (f" ({bad}/{len(rows)} failed)" if bad else ""), fmt(rps, 0),
                      fmt(median(rows, "p50_us"), 1), fmt(median(rows, "p99_us"), 1), fmt(cpu),
                      fmt(median(rows, "user_us_per_msg")), fmt(median(rows, "sys_us_per_msg")),
-                     ratio(cpu, base["epoll_echo"]), ratio(cpu, base["uv_echo"]),
-                     ratio(rps, base_rate)]
+                     ratio(cpu, base_cpu)] + ([] if tls else [ratio(cpu, uv_cpu)]) \
+                + [ratio(rps, base_rate)]
             if idle:
                 cells.append(fmt(median(rows, "rss_per_idle_conn_b"), 0))
             lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def tls_vs_plain(results, servers, cases):
+    """Each TLS-capable server's TLS figures next to its plain ones from the same run (the
+    raw yardstick's plain figures are epoll_echo's)."""
+    pairs = [(t, PLAIN_TWIN[t]) for t in cases if PLAIN_TWIN.get(t) in cases]
+    if not pairs:
+        return ""
+    lines = ["\n### TLS vs plain (same run)\n",
+             "Rates are msgs/s (connections/s for churn: one full TLS handshake each over "
+             "TLS); CPU is the server's µs per message (per connection for churn), total "
+             "(user / sys). Extra = TLS CPU − plain CPU.\n",
+             f"| server | case | plain rate | TLS rate | TLS/plain rate | plain CPU µs | TLS CPU µs "
+             f"| extra µs | TLS CPU vs {BASE_TLS} |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    base_tls = {t: median(rows_of(results, BASE_TLS, t), "cpu_us_per_msg") for t, _ in pairs}
+
+    def cpu_cell(rows):
+        cpu = median(rows, "cpu_us_per_msg")
+        if cpu is None:
+            return "–", None
+        return (f"{fmt(cpu)} ({fmt(median(rows, 'user_us_per_msg'))} / "
+                f"{fmt(median(rows, 'sys_us_per_msg'))})"), cpu
+
+    for s, spec in servers.items():
+        if spec["tls"] is None:
+            continue
+        plain = PLAIN_OF.get(s, s)
+        label = f"{plain} / {s}" if plain != s else s
+        for t, p in pairs:
+            trows, prows = rows_of(results, s, t), rows_of(results, plain, p)
+            if not trows:
+                continue
+            trate, prate = median(trows, "msgs_per_s"), median(prows, "msgs_per_s")
+            tcell, tcpu = cpu_cell(trows)
+            pcell, pcpu = cpu_cell(prows)
+            extra = fmt(tcpu - pcpu) if tcpu is not None and pcpu is not None else "–"
+            lines.append(f"| {label} | {p} → {t} | {fmt(prate, 0)} | {fmt(trate, 0)} | "
+                         f"{ratio(trate, prate)} | {pcell} | {tcell} | {extra} | "
+                         f"{ratio(tcpu, base_tls[t])} |")
     return "\n".join(lines) + "\n"
 
 
@@ -305,13 +443,16 @@ def machine():
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="CI smoke: 1 round, 1 s, three cases")
+    ap.add_argument("--quick", action="store_true",
+                    help="CI smoke: 1 round, 1 s; cases 1k,100k,churn,tls-1k unless --cases")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--duration", type=float, default=5)
     ap.add_argument("--warmup", type=float, default=1)
     ap.add_argument("--cases", default=",".join(CASES))
     ap.add_argument("--servers", default="")
     ap.add_argument("--server", action="append", default=[], metavar="NAME=CMD")
+    ap.add_argument("--tls-server", action="append", default=[], metavar="NAME=CMD",
+                    help="a server's TLS command; {tls_cert} and {tls_key} stand for the files")
     ap.add_argument("--out", default=os.path.join(BUILD, "results"))
     ap.add_argument("--docs", action="store_true", help="rewrite docs/PERFORMANCE.md")
     ap.add_argument("--bindings", action="store_true",
@@ -320,23 +461,38 @@ def main():
     if a.quick:
         a.reps, a.duration, a.warmup = 1, 1, 0.3
         if a.cases == ",".join(CASES):
-            a.cases = "1k,100k,churn"
+            a.cases = "1k,100k,churn,tls-1k"
     cases = [c for c in a.cases.split(",") if c]
     for c in cases:
         if c not in CASES:
             sys.exit(f"unknown case {c}; known: {', '.join(CASES)}")
-    with_uv = have_libuv()
+    with_uv = have_pkg("libuv")
     if not with_uv:
         log("libuv not found (apt-get install libuv1-dev): uv_echo is left out")
-    build(with_uv)
+    with_tls = have_pkg("openssl") and shutil.which("openssl") is not None
+    if not with_tls and any(CASES[c][5] for c in cases):
+        log("OpenSSL (libssl-dev and the openssl command) not found: TLS cases are left out")
+        cases = [c for c in cases if not CASES[c][5]]
+    build(with_uv, with_tls)
     servers = default_servers()
     if not with_uv:
         servers.pop("uv_echo")
+    if not with_tls:
+        servers.pop("epoll_tls_echo")
+    if not lib_has_tls():
+        log("libaioloop was built without TLS: aioloop shows n/a in the TLS cases")
+        servers["aioloop"]["tls"] = None
     if a.bindings:
-        servers.update(build_bindings())
+        for name, cmd in build_bindings().items():
+            # Go's crypto/tls is the TLS yardstick on the Go side; the bindings' echo
+            # servers take no certificate.
+            servers[name] = {"plain": cmd, "tls": cmd + TLS_ARGS if name == "go-net" else None}
     for spec in a.server:
         name, _, cmd = spec.partition("=")
-        servers[name] = cmd.split()
+        servers.setdefault(name, {"plain": None, "tls": None})["plain"] = cmd.split()
+    for spec in a.tls_server:
+        name, _, cmd = spec.partition("=")
+        servers.setdefault(name, {"plain": None, "tls": None})["tls"] = cmd.split()
     if a.servers:
         servers = {k: v for k, v in servers.items() if k in a.servers.split(",")}
     if os.cpu_count() < 2:
@@ -346,27 +502,38 @@ def main():
     stamp = datetime.datetime.utcnow().strftime("%Y%m%d-%H%M%S")
     raw = os.path.join(a.out, f"results-{stamp}.jsonl")
     results = []
-    with open(raw, "w") as f:
-        for rep in range(a.reps):
-            for case in cases:
-                for name, cmd in servers.items():
-                    try:
-                        r = run_one(name, cmd, case, a.duration, a.warmup)
-                    except Exception as e:  # a server that fails to start is a result too
-                        r = {"server": name, "case": case, "exit": -1, "stderr": str(e)}
-                    r["rep"] = rep
-                    results.append(r)
-                    f.write(json.dumps(r) + "\n")
-                    f.flush()
-                    log(f"  {name:14} {case:12} rep={rep} "
-                        f"{r.get('msgs_per_s', 0):>10,.0f}/s  cpu/msg "
-                        f"{r.get('cpu_us_per_msg', float('nan')):.2f} us  errors "
-                        f"{r.get('errors', '?')}  exit {r.get('exit')}")
+    # The throwaway certificate and key live in a temporary directory for this run only.
+    tmp = tempfile.mkdtemp(prefix="aioloop-bench-tls-") if any(CASES[c][5] for c in cases) else None
+    try:
+        tls_files = make_cert(tmp) if tmp else None
+        with open(raw, "w") as f:
+            for rep in range(a.reps):
+                for case in cases:
+                    tls = CASES[case][5]
+                    for name, spec in servers.items():
+                        cmd = spec["tls" if tls else "plain"]
+                        if cmd is None:
+                            continue
+                        try:
+                            r = run_one(name, cmd, case, a.duration, a.warmup, tls_files)
+                        except Exception as e:  # a server that fails to start is a result too
+                            r = {"server": name, "case": case, "exit": -1, "stderr": str(e)}
+                        r["rep"] = rep
+                        results.append(r)
+                        f.write(json.dumps(r) + "\n")
+                        f.flush()
+                        log(f"  {name:14} {case:12} rep={rep} "
+                            f"{r.get('msgs_per_s', 0):>10,.0f}/s  cpu/msg "
+                            f"{r.get('cpu_us_per_msg', float('nan')):.2f} us  errors "
+                            f"{r.get('errors', '?')}  exit {r.get('exit')}")
+    finally:
+        if tmp:
+            shutil.rmtree(tmp, ignore_errors=True)
     head = (f"Echo benchmark, {datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC. Machine: {machine()}.\n"
             f"Servers on CPU {SERVER_CPU}, loadgen on CPU {CLIENT_CPU}; {a.duration:g} s measured "
             f"after {a.warmup:g} s warm-up; median of {a.reps}.\n"
             f"Command: `python3 bench/run.py {' '.join(sys.argv[1:])}`\n")
-    md = head + table(results, list(servers), cases)
+    md = head + table(results, servers, cases) + tls_vs_plain(results, servers, cases)
     chart = os.path.join(a.out, f"cpu-per-msg-{stamp}.svg")
     svg_chart(results, list(servers), cases, chart)
     print(md)

@@ -1,10 +1,12 @@
 // go_net_echo: Go's standard net package echo server, the yardstick for the Go binding:
-// one goroutine per connection, read into a 256 KiB buffer, write it back.
+// one goroutine per connection, read into a 256 KiB buffer, write it back. With
+// --tls-cert and --tls-key it serves TLS through Go's crypto/tls (its defaults: TLS 1.3).
 //
-//	go_net_echo --host 127.0.0.1 --port P
+//	go_net_echo --host 127.0.0.1 --port P [--tls-cert CERT.pem --tls-key KEY.pem]
 package main
 
 import (
+	"crypto/tls"
 	"flag"
 	"fmt"
 	"net"
@@ -15,8 +17,16 @@ import (
 func main() {
 	host := flag.String("host", "127.0.0.1", "address to listen on")
 	port := flag.Int("port", 0, "port (0: ephemeral)")
+	certFile := flag.String("tls-cert", "", "serve TLS with this certificate (PEM)")
+	keyFile := flag.String("tls-key", "", "and this private key (PEM)")
 	flag.Parse()
 	ln, err := net.Listen("tcp", net.JoinHostPort(*host, strconv.Itoa(*port)))
+	if err == nil && *certFile != "" {
+		var cert tls.Certificate
+		if cert, err = tls.LoadX509KeyPair(*certFile, *keyFile); err == nil {
+			ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}})
+		}
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "go_net_echo:", err)
 		os.Exit(1)
