@@ -194,7 +194,7 @@ if [ -z "${AIOL_SKIP_EXTRA:-}" ]; then
     else
         summary_args+=(--suite bindings "no-plain-build" "")
     fi
-    run_suite bench-smoke python3 bench/run.py --quick --cases 1k,churn --reps 1
+    run_suite bench-smoke python3 bench/run.py --quick --cases 1k,churn,tls-1k --reps 1
 fi
 
 echo
