@@ -318,7 +318,9 @@ fn context_errors() {
         .unwrap_err()
         .is_tls());
 
+    fn send_sync<T: Send + Sync>(_: &T) {}
     let mut ctx = certs.client_ctx();
+    send_sync(&ctx); // contexts may be built on one thread and used on another
     assert!(!ctx.ssl_ctx().is_null());
     assert_eq!(ctx.set_min_version(0x0301), Err(Error::INVALID));
     assert_eq!(ctx.set_min_version(0x0304), Ok(()));
