@@ -41,13 +41,14 @@ pub struct ServerConfig {
     /// Set `SO_REUSEPORT`.
     pub reuse_port: bool,
     /// Serve TLS with this server context (asyncio `create_server(ssl=...)`); `None`:
-    /// plain TCP. The server keeps its own reference.
+    /// plain TCP. The server keeps its own reference. A client context is
+    /// [`Error::INVALID`].
     pub tls: Option<TlsContext>,
     /// Closes a connection whose TLS handshake has not completed in time
     /// (`ssl_handshake_timeout`); `None`: 60 s.
     pub tls_handshake_timeout: Option<Duration>,
-    /// How long `close` waits for the peer's `close_notify` exchange
-    /// (`ssl_shutdown_timeout`); `None`: 30 s.
+    /// How long `close` waits for the write queue and `close_notify` to drain before
+    /// aborting with [`Error::TIMED_OUT`] (`ssl_shutdown_timeout`); `None`: 30 s.
     pub tls_shutdown_timeout: Option<Duration>,
 }
 
@@ -89,14 +90,16 @@ pub struct ConnectConfig {
     /// timeout.
     pub timeout: Option<Duration>,
     /// Speak TLS with this client context (asyncio `create_connection(ssl=...)`); `None`:
-    /// plain. The connection keeps its own reference.
+    /// plain. The connection keeps its own reference. A server context is
+    /// [`Error::INVALID`].
     pub tls: Option<TlsContext>,
     /// The name sent as SNI and verified against the certificate; `None`: `host`.
     pub server_hostname: Option<String>,
     /// Fails the connect with [`Error::TIMED_OUT`] if the handshake has not completed in
     /// time; `None`: 60 s.
     pub tls_handshake_timeout: Option<Duration>,
-    /// How long `close` waits for the `close_notify` exchange; `None`: 30 s.
+    /// How long `close` waits for the write queue and `close_notify` to drain before
+    /// aborting with [`Error::TIMED_OUT`]; `None`: 30 s.
     pub tls_shutdown_timeout: Option<Duration>,
 }
 

@@ -709,3 +709,74 @@ fn plain_transports_have_no_tls_state() {
         assert_eq!((s.sni, s.alpn, s.peer_cert), (None, None, None));
     }
 }
+
+/// Never reads: what the client writes piles up in its own queue.
+struct Deaf;
+impl Protocol for Deaf {
+    fn connection_made(&mut self, t: &mut Transport) {
+        t.pause_reading().unwrap();
+    }
+}
+
+/// How a connection ended and how long after close().
+type Ending = Rc<RefCell<Option<(Option<Error>, Duration)>>>;
+
+/// Writes `size` bytes and closes at once; records how long the close took.
+struct WriteThenClose {
+    size: usize,
+    closed_at: Option<Instant>,
+    out: Ending,
+}
+impl Protocol for WriteThenClose {
+    fn connection_made(&mut self, t: &mut Transport) {
+        t.write(&pattern(self.size)).unwrap();
+        t.close().unwrap();
+        self.closed_at = Some(Instant::now());
+    }
+    fn connection_lost(&mut self, t: &mut Transport, err: Option<Error>) {
+        *self.out.borrow_mut() = Some((err, self.closed_at.unwrap().elapsed()));
+        t.event_loop().stop().unwrap();
+    }
+}
+
+#[test]
+fn shutdown_timeout_gives_up_on_a_peer_that_does_not_read() {
+    require_tls!();
+    let certs = Certs::new();
+    let lp = EventLoop::new().unwrap();
+    let wd = watchdog(&lp);
+    let server = lp
+        .create_server(
+            ServerConfig::tcp("127.0.0.1", 0).with_tls(certs.server_ctx()),
+            || Deaf,
+        )
+        .unwrap();
+    let out = Ending::default();
+    let cfg = ConnectConfig {
+        tls_shutdown_timeout: Some(Duration::from_millis(300)),
+        ..ConnectConfig::tcp("127.0.0.1", tcp_port(&server))
+            .with_tls(certs.client_ctx())
+            .with_server_hostname("localhost")
+    };
+    // More than the loopback socket buffers of both ends can hold, so close() cannot
+    // flush the queue and its close_notify.
+    let client = WriteThenClose {
+        size: 32 << 20,
+        closed_at: None,
+        out: out.clone(),
+    };
+    lp.connect(cfg, client, |r| {
+        r.unwrap();
+    })
+    .unwrap();
+    lp.run().unwrap();
+    wd.cancel();
+    let (err, took) = out.borrow_mut().take().expect("connection_lost ran");
+    assert_eq!(
+        err,
+        Some(Error::TIMED_OUT),
+        "asyncio: SSL shutdown timed out"
+    );
+    assert!(took >= Duration::from_millis(250), "gave up after {took:?}");
+    assert!(took < Duration::from_secs(5), "gave up after {took:?}");
+}
