@@ -6,6 +6,12 @@
 # AIOL_BUILD_DIR: the Meson build directory (absolute or relative to the repository root;
 # default "build"); its meson-uninstalled/ holds the aioloop pkg-config file.
 # CARGO_TARGET_DIR defaults to bindings/rust/target.
+#
+# AIOL_RUST_ASAN=1 with AIOL_BUILD_DIR a GCC sanitizer build (-Db_sanitize=address,undefined
+# -Db_lundef=false): runs only the test binaries (not doctests, which take no runner on
+# stable), each with the library's own libasan/libubsan preloaded (ASan must come first in
+# the library list) and leak checking on; rustc and the tools the tests spawn run without it.
+# CARGO_TARGET_DIR then defaults to bindings/rust/target/asan.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -17,11 +23,24 @@ if [ ! -d "$build/meson-uninstalled" ]; then
     exit 1
 fi
 export PKG_CONFIG_PATH=$build/meson-uninstalled${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}
+[ -n "${AIOL_RUST_ASAN:-}" ] && export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$here/target/asan}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$here/target}
 cd "$here"
 
 locked=()
 [ -f Cargo.lock ] && locked=(--locked)
+
+if [ -n "${AIOL_RUST_ASAN:-}" ]; then
+    lib=$build/lib/libaioloop.so
+    rt=$(ldd "$lib" | awk '/lib(asan|ubsan)\.so/ {print $3}' | paste -sd: -)
+    case $rt in
+        *libasan*) ;;
+        *) echo "test.sh: $lib is not linked with libasan (a GCC -Db_sanitize=address build?)" >&2; exit 1 ;;
+    esac
+    export CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="env LD_PRELOAD=$rt ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1"
+    echo "== cargo test --tests under ASan (preload: $rt)"
+    exec cargo test "${locked[@]}" --workspace --tests
+fi
 
 if command -v rustup >/dev/null 2>&1; then
     rustup component add rustfmt clippy >/dev/null 2>&1 || true

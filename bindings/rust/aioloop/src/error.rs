@@ -56,6 +56,20 @@ impl Error {
     pub const BUSY: Error = Error {
         code: sys::AIOL_EBUSY,
     };
+    /// `AIOL_ETLS`: a TLS failure (a handshake or certificate verification failed, a
+    /// certificate or key file could not be loaded).
+    pub const TLS: Error = Error {
+        code: sys::AIOL_ETLS,
+    };
+    /// `AIOL_ETIMEDOUT`: a timeout expired (a connect or TLS handshake).
+    pub const TIMED_OUT: Error = Error {
+        code: sys::AIOL_ETIMEDOUT,
+    };
+    /// `AIOL_ENOTSUP`: the feature is not built into the library (e.g. TLS, see
+    /// [`has_feature`](crate::has_feature)) or not supported for this object.
+    pub const NOT_SUPPORTED: Error = Error {
+        code: sys::AIOL_ENOTSUP,
+    };
 
     /// Wraps a C return code. A non-negative `code` is not an error; it is kept as is
     /// (its name is then `"UNKNOWN"`).
@@ -76,6 +90,11 @@ impl Error {
     /// `true` for `AIOL_ECLOSED`.
     pub const fn is_closed(&self) -> bool {
         self.code == sys::AIOL_ECLOSED
+    }
+
+    /// `true` for [`Error::TLS`].
+    pub const fn is_tls(&self) -> bool {
+        self.code == sys::AIOL_ETLS
     }
 
     /// The `errno` value for system errors (codes `-1..=-4095`), else `None`.

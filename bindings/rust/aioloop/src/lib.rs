@@ -10,6 +10,9 @@
 //!   [`stop`](LoopHandle::stop) (or when the handles are dropped).
 //! * A [`Protocol`] (or [`BufferedProtocol`]) receives a connection's events and talks back
 //!   through the borrowed [`Transport`]; a [`TransportRef`] keeps one past the callback.
+//! * TLS (asyncio's SSL transports): a [`TlsContext`] in [`ServerConfig::tls`] or
+//!   [`ConnectConfig::tls`]; the same [`Protocol`] callbacks, `connection_made` once the
+//!   handshake is done; [`Transport::tls_alpn`] and friends tell what was negotiated.
 //! * Everything fallible returns [`Result`] with an [`Error`] wrapping the C code.
 //!
 //! Ownership follows the C rules: every closure and protocol is boxed, handed to C with a
@@ -72,12 +75,14 @@ mod error;
 mod event_loop;
 mod protocol;
 mod server;
+mod tls;
 mod transport;
 
 pub use error::{Error, Result};
 pub use event_loop::{ErrorContext, EventLoop, Handle, LoopHandle, ObjectKind, TimerHandle};
 pub use protocol::{BufferedProtocol, Protocol};
 pub use server::{ConnectConfig, Server, ServerConfig};
+pub use tls::TlsContext;
 pub use transport::{SocketAddress, Transport, TransportRef};
 
 /// The loaded library's version as `(major, minor, patch)` (`aiol_version`).

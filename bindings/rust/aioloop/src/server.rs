@@ -13,6 +13,7 @@ use aioloop_sys as sys;
 use crate::error::{check0, Error, Result};
 use crate::event_loop::{guard, EventLoop, Handle, Shared};
 use crate::protocol::{vtable, Adapter, Buffered, BufferedProtocol, ProtoBox, Protocol, Stream};
+use crate::tls::TlsContext;
 use crate::transport::{read_addr, SocketAddress, TransportRef};
 
 /// Where and how a [`Server`] listens (`aiol_server_config`).
@@ -39,6 +40,16 @@ pub struct ServerConfig {
     pub backlog: u32,
     /// Set `SO_REUSEPORT`.
     pub reuse_port: bool,
+    /// Serve TLS with this server context (asyncio `create_server(ssl=...)`); `None`:
+    /// plain TCP. The server keeps its own reference. A client context is
+    /// [`Error::INVALID`].
+    pub tls: Option<TlsContext>,
+    /// Closes a connection whose TLS handshake has not completed in time
+    /// (`ssl_handshake_timeout`); `None`: 60 s.
+    pub tls_handshake_timeout: Option<Duration>,
+    /// How long `close` waits for the write queue and `close_notify` to drain before
+    /// aborting with [`Error::TIMED_OUT`] (`ssl_shutdown_timeout`); `None`: 30 s.
+    pub tls_shutdown_timeout: Option<Duration>,
 }
 
 impl ServerConfig {
@@ -58,6 +69,12 @@ impl ServerConfig {
             ..Default::default()
         }
     }
+
+    /// Sets [`tls`](ServerConfig::tls).
+    pub fn with_tls(mut self, ctx: TlsContext) -> ServerConfig {
+        self.tls = Some(ctx);
+        self
+    }
 }
 
 /// Where to connect (`aiol_connect_config`).
@@ -69,8 +86,21 @@ pub struct ConnectConfig {
     pub port: u16,
     /// Connect to this Unix-domain socket instead. Exactly one of `host` and `unix_path`.
     pub unix_path: Option<PathBuf>,
-    /// Gives up after this long (resolution and connect); `None`: no timeout.
+    /// Gives up after this long (resolution, connect and TLS handshake); `None`: no
+    /// timeout.
     pub timeout: Option<Duration>,
+    /// Speak TLS with this client context (asyncio `create_connection(ssl=...)`); `None`:
+    /// plain. The connection keeps its own reference. A server context is
+    /// [`Error::INVALID`].
+    pub tls: Option<TlsContext>,
+    /// The name sent as SNI and verified against the certificate; `None`: `host`.
+    pub server_hostname: Option<String>,
+    /// Fails the connect with [`Error::TIMED_OUT`] if the handshake has not completed in
+    /// time; `None`: 60 s.
+    pub tls_handshake_timeout: Option<Duration>,
+    /// How long `close` waits for the write queue and `close_notify` to drain before
+    /// aborting with [`Error::TIMED_OUT`]; `None`: 30 s.
+    pub tls_shutdown_timeout: Option<Duration>,
 }
 
 impl ConnectConfig {
@@ -96,6 +126,29 @@ impl ConnectConfig {
         self.timeout = Some(timeout);
         self
     }
+
+    /// Sets [`tls`](ConnectConfig::tls).
+    pub fn with_tls(mut self, ctx: TlsContext) -> ConnectConfig {
+        self.tls = Some(ctx);
+        self
+    }
+
+    /// Sets [`server_hostname`](ConnectConfig::server_hostname).
+    pub fn with_server_hostname(mut self, name: impl Into<String>) -> ConnectConfig {
+        self.server_hostname = Some(name.into());
+        self
+    }
+}
+
+/// A C timeout in ns: 0 means "the default", so a set but tiny duration stays nonzero.
+fn ns(d: Option<Duration>) -> u64 {
+    d.map_or(0, |d| {
+        u64::try_from(d.as_nanos()).unwrap_or(u64::MAX).max(1)
+    })
+}
+
+fn tls_ptr(t: &Option<TlsContext>) -> *mut sys::aiol_tls_context {
+    t.as_ref().map_or(std::ptr::null_mut(), TlsContext::as_raw)
 }
 
 fn cstr(s: Option<&str>) -> Result<Option<CString>> {
@@ -275,9 +328,9 @@ impl EventLoop {
             unix_path: ptr(&path),
             backlog: c_int::try_from(cfg.backlog).map_err(|_| Error::INVALID)?,
             reuse_port: cfg.reuse_port as c_int,
-            tls: std::ptr::null_mut(),
-            tls_handshake_timeout_ns: 0,
-            tls_shutdown_timeout_ns: 0,
+            tls: tls_ptr(&cfg.tls),
+            tls_handshake_timeout_ns: ns(cfg.tls_handshake_timeout),
+            tls_shutdown_timeout_ns: ns(cfg.tls_shutdown_timeout),
         };
         let vt = vtable::<A>();
         let fdata = Box::into_raw(Box::new(FactoryBox {
@@ -383,18 +436,17 @@ impl EventLoop {
     ) -> Result<Handle> {
         let host = cstr(cfg.host.as_deref())?;
         let path = cpath(cfg.unix_path.as_deref())?;
+        let sni = cstr(cfg.server_hostname.as_deref())?;
         let c = sys::aiol_connect_config {
             size: std::mem::size_of::<sys::aiol_connect_config>(),
             host: ptr(&host),
             port: cfg.port,
             unix_path: ptr(&path),
-            tls: std::ptr::null_mut(),
-            server_hostname: std::ptr::null(),
-            timeout_ns: cfg.timeout.map_or(0, |d| {
-                u64::try_from(d.as_nanos()).unwrap_or(u64::MAX).max(1)
-            }),
-            tls_handshake_timeout_ns: 0,
-            tls_shutdown_timeout_ns: 0,
+            tls: tls_ptr(&cfg.tls),
+            server_hostname: ptr(&sni),
+            timeout_ns: ns(cfg.timeout),
+            tls_handshake_timeout_ns: ns(cfg.tls_handshake_timeout),
+            tls_shutdown_timeout_ns: ns(cfg.tls_shutdown_timeout),
         };
         let vt = vtable::<A>();
         let ud = ProtoBox::into_raw(self.shared_ptr(), a);
@@ -428,8 +480,10 @@ impl EventLoop {
 
     /// Opens a connection (asyncio `create_connection`) driven by `protocol`. `done` runs
     /// once, never inside this call: with a [`TransportRef`] right after
-    /// `connection_made`, or with the error (resolution, network, timeout, or
-    /// [`Error::CANCELED`] if the returned [`Handle`] is cancelled or the loop dropped).
+    /// `connection_made` (over TLS: once the handshake has completed), or with the error
+    /// (resolution, network, [`Error::TIMED_OUT`], [`Error::TLS`] for a failed handshake or
+    /// verification, or [`Error::CANCELED`] if the returned [`Handle`] is cancelled or the
+    /// loop dropped).
     /// Only argument and state errors come back directly, and then `done` never runs.
     ///
     /// Dropping the returned handle does not cancel the attempt.

@@ -301,6 +301,51 @@ impl Transport {
         check0(rc)
     }
 
+    /// The ALPN protocol negotiated over TLS; `None` if there was none or the transport is
+    /// plain.
+    pub fn tls_alpn(&self) -> Option<&[u8]> {
+        let (mut p, mut len) = (std::ptr::null(), 0);
+        // SAFETY: live transport memory; the bytes stay valid while it lives, which our
+        // borrow of `self` guarantees.
+        let rc = unsafe { sys::aiol_transport_tls_alpn(self.raw, &mut p, &mut len) };
+        // SAFETY: (p, len) is the library's buffer described above.
+        (rc == 0 && !p.is_null()).then(|| unsafe { slice(p as *const u8, len) })
+    }
+
+    /// The TLS server name (SNI) the client sent (server side) or asked for (client side);
+    /// `None` if there was none or the transport is plain.
+    pub fn tls_server_name(&self) -> Option<&str> {
+        // SAFETY: live transport memory; NULL or NUL-terminated text living as long as it.
+        let p = unsafe { sys::aiol_transport_tls_server_name(self.raw) };
+        if p.is_null() {
+            return None;
+        }
+        // SAFETY: see above.
+        unsafe { std::ffi::CStr::from_ptr(p) }.to_str().ok()
+    }
+
+    /// The peer's TLS certificate, DER-encoded; `None` if it sent none or the transport is
+    /// plain. A client always sees the server's; a server sees one only when its context
+    /// asks for client certificates (through [`TlsContext::ssl_ctx`](crate::TlsContext::ssl_ctx)).
+    pub fn tls_peer_cert_der(&self) -> Option<&[u8]> {
+        let (mut p, mut len) = (std::ptr::null(), 0);
+        // SAFETY: as for tls_alpn.
+        let rc = unsafe { sys::aiol_transport_tls_peer_cert_der(self.raw, &mut p, &mut len) };
+        // SAFETY: (p, len) is the library's buffer.
+        (rc == 0 && !p.is_null()).then(|| unsafe { slice(p as *const u8, len) })
+    }
+
+    /// Whether this transport speaks TLS.
+    pub fn is_tls(&self) -> bool {
+        !self.tls_ssl().is_null()
+    }
+
+    /// The OpenSSL `SSL *` (borrowed) of a TLS transport, NULL for a plain one.
+    pub fn tls_ssl(&self) -> *mut c_void {
+        // SAFETY: live transport memory.
+        unsafe { sys::aiol_transport_tls_ssl(self.raw) }
+    }
+
     fn set_adapter<A: Adapter>(&self, a: A) -> Result<()> {
         let ud = ProtoBox::into_raw(self.lp.shared_ptr(), a);
         let vt = vtable::<A>();
@@ -323,6 +368,16 @@ impl Transport {
     /// As [`set_protocol`](Transport::set_protocol) with a [`BufferedProtocol`].
     pub fn set_buffered_protocol<P: BufferedProtocol + 'static>(&self, protocol: P) -> Result<()> {
         self.set_adapter(Buffered(protocol))
+    }
+}
+
+/// # Safety
+/// `p` is valid for `len` bytes for the returned lifetime.
+unsafe fn slice<'a>(p: *const u8, len: usize) -> &'a [u8] {
+    if len == 0 {
+        &[]
+    } else {
+        std::slice::from_raw_parts(p, len)
     }
 }
 

@@ -3,7 +3,9 @@
 //!     conformance-server BEHAVIOUR ADDR [key=value ...]
 //!
 //! The Rust twin of server_asyncio.py (the oracle): same behaviour menu, same trace lines.
-//! ADDR is a TCP port on 127.0.0.1 (0: ephemeral) or unix:PATH.
+//! ADDR is a TCP port on 127.0.0.1 (0: ephemeral) or unix:PATH. tls_cert=PATH tls_key=PATH
+//! (and handshake_timeout_ms=N) serve TLS; a library without TLS answers "unsupported tls"
+//! and exits with 77 (the runner's protocol).
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::io::Write;
@@ -12,7 +14,8 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use aioloop::{
-    BufferedProtocol, Error, EventLoop, Protocol, Server, ServerConfig, SocketAddress, Transport,
+    BufferedProtocol, Error, EventLoop, Protocol, Server, ServerConfig, SocketAddress, TlsContext,
+    Transport,
 };
 
 static BEHAVIOUR: OnceLock<String> = OnceLock::new();
@@ -121,7 +124,11 @@ impl Conn {
         self.pending += data.len();
         self.total += data.len();
         match beh() {
-            "echo" | "flow_echo" | "buffered" | "pause_reading" | "write_eof_after_eof"
+            "echo"
+            | "flow_echo"
+            | "buffered"
+            | "pause_reading"
+            | "write_eof_after_eof"
             | "keep_open_write_later" => {
                 let _ = t.write(data);
                 if beh() == "pause_reading"
@@ -300,6 +307,24 @@ fn main() -> ExitCode {
     } else {
         cfg.host = Some("127.0.0.1".into());
         cfg.port = addr.parse().unwrap_or(0);
+    }
+    if let Some(cert) = sparam("tls_cert") {
+        // TLS: asyncio's SSL transport; the server keeps its own reference to the context.
+        if !aioloop::has_feature("tls") {
+            out("unsupported tls");
+            return ExitCode::from(77);
+        }
+        match TlsContext::server(cert, sparam("tls_key").unwrap_or("")) {
+            Ok(ctx) => cfg.tls = Some(ctx),
+            Err(e) => {
+                eprintln!("conformance-server: {e} ({})", e.name());
+                return ExitCode::from(1);
+            }
+        }
+        if sparam("handshake_timeout_ms").is_some() {
+            let ms = iparam("handshake_timeout_ms", 0) as u64;
+            cfg.tls_handshake_timeout = Some(Duration::from_millis(ms));
+        }
     }
     let dec = || CONNS_LEFT.with(|c| c.set(c.get() - 1));
     let server = if beh() == "buffered" {
