@@ -93,16 +93,58 @@ int wbio_write(BIO *b, const char *data, int len) {
 
 long wbio_ctrl(BIO *, int cmd, long, void *) { return cmd == BIO_CTRL_FLUSH ? 1 : 0; }
 
+// rbio: OpenSSL reads the TlsLayer's kept bytes, then the current recv's.
+int rbio_read(BIO *b, char *out, int len) {
+    auto *l = static_cast<TlsLayer *>(BIO_get_data(b));
+    BIO_clear_retry_flags(b);
+    if (!l || len <= 0) return 0;
+    size_t want = (size_t)len, got = 0;
+    if (!l->in.empty()) {
+        got = want < l->in.size() ? want : l->in.size();
+        std::memcpy(out, l->in.data(), got);
+        l->in.consume(got);
+    }
+    if (got < want && l->ext_len) {
+        size_t n = want - got < l->ext_len ? want - got : l->ext_len;
+        std::memcpy(out + got, l->ext, n);
+        l->ext += n;
+        l->ext_len -= n;
+        got += n;
+    }
+    if (got == 0) {  // nothing yet: "try again", not EOF (that comes from recv)
+        BIO_set_retry_read(b);
+        return -1;
+    }
+    return (int)got;
+}
+
+long rbio_ctrl(BIO *b, int cmd, long, void *) {
+    auto *l = static_cast<TlsLayer *>(BIO_get_data(b));
+    switch (cmd) {
+    case BIO_CTRL_PENDING: return l ? (long)(l->in.size() + l->ext_len) : 0;
+    case BIO_CTRL_FLUSH: return 1;
+    default: return 0;
+    }
+}
+
+BIO_METHOD *make_method(const char *name, int (*read)(BIO *, char *, int),
+                        int (*write)(BIO *, const char *, int), long (*ctrl)(BIO *, int, long, void *)) {
+    BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, name);
+    if (m && ((read && !BIO_meth_set_read(m, read)) || (write && !BIO_meth_set_write(m, write)) ||
+              !BIO_meth_set_ctrl(m, ctrl))) {
+        BIO_meth_free(m);
+        m = nullptr;
+    }
+    return m;
+}
+
 BIO_METHOD *wbio_method() {
-    static BIO_METHOD *method = [] {
-        BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK,
-                                     "aioloop write buffer");
-        if (m && (!BIO_meth_set_write(m, wbio_write) || !BIO_meth_set_ctrl(m, wbio_ctrl))) {
-            BIO_meth_free(m);
-            m = nullptr;
-        }
-        return m;
-    }();
+    static BIO_METHOD *method = make_method("aioloop write buffer", nullptr, wbio_write, wbio_ctrl);
+    return method;
+}
+
+BIO_METHOD *rbio_method() {
+    static BIO_METHOD *method = make_method("aioloop received bytes", rbio_read, nullptr, rbio_ctrl);
     return method;
 }
 
@@ -112,8 +154,8 @@ TlsLayer *tls_layer_new(aiol_tls_context *ctx, const char *server_hostname,
                         uint64_t handshake_timeout_ns, uint64_t shutdown_timeout_ns) {
     auto *l = new TlsLayer();
     l->ssl = SSL_new(ctx->ctx);
-    BIO *r = BIO_new(BIO_s_mem());
-    BIO_METHOD *wm = wbio_method();
+    BIO_METHOD *rm = rbio_method(), *wm = wbio_method();
+    BIO *r = rm ? BIO_new(rm) : nullptr;
     BIO *w = wm ? BIO_new(wm) : nullptr;
     if (!l->ssl || !r || !w) {
         BIO_free(r);
@@ -123,8 +165,9 @@ TlsLayer *tls_layer_new(aiol_tls_context *ctx, const char *server_hostname,
         ERR_clear_error();
         throw std::bad_alloc();
     }
-    BIO_set_mem_eof_return(r, -1);  // empty means "more to come", not EOF
-    BIO_set_init(w, 1);             // its WriteBuffer is set by tls_start
+    BIO_set_data(r, l);
+    BIO_set_init(r, 1);
+    BIO_set_init(w, 1);  // its WriteBuffer is set by tls_start
     SSL_set_bio(l->ssl, r, w);  // the SSL owns both now
     l->rbio = r;
     l->wbio = w;
@@ -234,17 +277,31 @@ void SocketTransport::tls_on_io(uint32_t events) {
     }
 }
 
+// The loop's read buffer, split: ciphertext is received into the upper half and read
+// from there by OpenSSL, plaintext is decrypted into the lower half for data_received.
+static constexpr size_t kTlsHalf = Loop::kReadSize / 2;
+
 void SocketTransport::tls_read_ready() {
-    unsigned char *buf = loop_->read_buffer();
-    ssize_t n = recv(fd_, buf, Loop::kReadSize, 0);
+    unsigned char *buf = loop_->read_buffer() + kTlsHalf;
+    ssize_t n = recv(fd_, buf, kTlsHalf, 0);
     if (n > 0) {
-        if (BIO_write(tls_->rbio, buf, (int)n) != (int)n) {
-            ERR_clear_error();
-            if (handshaking_) tls_handshake_failed(AIOL_ENOMEM, nullptr);
-            else fatal_error(AIOL_ENOMEM, "out of memory in the SSL layer", false);
-            return;
-        }
+        TlsLayer *l = tls_;
+        l->ext = buf;
+        l->ext_len = (size_t)n;
         tls_process();
+        if (l->ext_len && !conn_lost_) {  // a partial record, or held back by pause_reading
+            try {
+                l->in.append(l->ext, l->ext_len);
+            } catch (const std::bad_alloc &) {
+                l->ext = nullptr;
+                l->ext_len = 0;
+                if (handshaking_) tls_handshake_failed(AIOL_ENOMEM, nullptr);
+                else fatal_error(AIOL_ENOMEM, "out of memory in the SSL layer", false);
+                return;
+            }
+        }
+        l->ext = nullptr;
+        l->ext_len = 0;
     } else if (n == 0) {
         tls_on_eof();
     } else if (!would_block(errno)) {
@@ -311,7 +368,7 @@ void SocketTransport::tls_process() {
             loop_->drain_deferred();
         } else {
             unsigned char *buf = loop_->read_buffer();
-            n = SSL_read(ssl, buf, (int)Loop::kReadSize);
+            n = SSL_read(ssl, buf, (int)kTlsHalf);
             if (n > 0) {
                 if (proto_.data_received)
                     loop_->invoke([&] { proto_.data_received(self(), buf, (size_t)n, ud_); },

@@ -1,5 +1,5 @@
 // TLS over OpenSSL: the context (aiol_tls_context) and the per-connection layer (an SSL
-// object over two memory BIOs, as asyncio's sslproto.py drives ssl.MemoryBIO). Internal:
+// object over two in-memory BIOs, as asyncio's sslproto.py drives ssl.MemoryBIO). Internal:
 // only the files of lib/tls include it.
 #pragma once
 
@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "../core/loop.h"
+#include "../net/write_buffer.h"
 #include "tls.h"
 
 struct aiol_tls_context {
@@ -30,6 +31,12 @@ struct TlsLayer {
     SSL *ssl = nullptr;
     BIO *rbio = nullptr;  // bytes received from the socket, for OpenSSL to read
     BIO *wbio = nullptr;  // bytes OpenSSL produced, for the socket
+    // What rbio reads: first `in` (ciphertext kept from earlier reads), then `ext` (this
+    // recv, still in the loop's read buffer: the common case costs no copy). Whatever
+    // OpenSSL has not taken when the read is done moves from ext to in.
+    WriteBuffer in;
+    const unsigned char *ext = nullptr;
+    size_t ext_len = 0;
     uint64_t handshake_timeout_ns = 0;
     uint64_t shutdown_timeout_ns = 0;
     Handle *handshake_timer = nullptr;
