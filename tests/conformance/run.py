@@ -398,8 +398,7 @@ class TlsClient(Client):
             self._drain_bio()
             return bool(state) or self.done
 
-        # do_handshake runs again after every chunk that arrives (pump -> _on_bytes would
-        # SSL_read, which also completes the handshake; do it explicitly for clarity)
+        # the handshake by hand: send each flight, feed what arrives, try again
         deadline = time.monotonic() + IO_TIMEOUT
         while not handshake() and time.monotonic() < deadline:
             r, w, _ = select.select([self.sock], [self.sock] if self.wire else [], [], 0.05)
@@ -422,7 +421,8 @@ class TlsClient(Client):
                     self.incoming.write_eof()
                     self.peer_eof = True
         if "err" in state or not state:
-            self.notes.append("handshake-failed:%s" % state.get("err", "timeout"))
+            why = state.get("err") or (self.end if self.done else "eof" if self.peer_eof else "timeout")
+            self.notes.append("handshake-failed:%s" % why)
             self.done = True
             if self.end == "open" and self.peer_eof:
                 self.end = "eof"
