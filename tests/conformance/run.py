@@ -281,6 +281,7 @@ class TlsClient(Client):
         while self.sendq and len(self.wire) < self.WIRE_HIGH:
             kind, data = self.sendq[0]
             if kind == "send":
+                data = memoryview(data)  # slices without copying the rest of a large send
                 chunk, rest = data[:65536], data[65536:]
                 if self.obj is not None:
                     self.obj.write(chunk)
@@ -497,7 +498,7 @@ def make_tls_cert(tmpdir):
 
 # A server that cannot serve TLS (binding without TLS, library built without it) answers a
 # tls_cert param with this first line instead of "listening ..." and exits with status 77:
-# the runner reports the pair as "n/a" (listed, not passed, not failed). Anything else --
+# the runner reports the pair as "no-tls" (listed, not passed, not failed). Anything else --
 # ignoring tls_cert and serving plain TCP included -- is an ordinary outcome, compared.
 TLS_UNSUPPORTED = "unsupported tls"
 TLS_UNSUPPORTED_EXIT = 77
@@ -528,7 +529,11 @@ def run_one(impl_argv, impl_env, sc, tmpdir, tls=None):
     first = raw.decode(errors="replace").strip()
     result = {"trace": [], "client": {}, "stderr": ""}
     if sc.get("tls") and first == TLS_UNSUPPORTED:
-        rc = proc.wait(SERVER_EXIT_TIMEOUT)
+        try:
+            rc = proc.wait(SERVER_EXIT_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            rc = proc.wait()
         result["unsupported"] = "server reported %r, exit %d" % (first, rc)
         if rc != TLS_UNSUPPORTED_EXIT:
             result["trace"] = ["unsupported-tls-but-exit %d" % rc]
@@ -646,7 +651,11 @@ def main():
         if isinstance(v, str):
             print("%-8s %s" % (k, v))
     names = list(runnable)
-    tls = make_tls_cert(tmpdir) if any(sc.get("tls") for sc in scenarios) else None
+    try:
+        tls = make_tls_cert(tmpdir) if any(sc.get("tls") for sc in scenarios) else None
+    except (OSError, subprocess.CalledProcessError) as e:  # the TLS scenarios need the CLI
+        print("cannot make the TLS certificate with the openssl CLI: %s %s" % (e, getattr(e, "stderr", "") or ""))
+        return 2
 
     jobs = {}
     with concurrent.futures.ThreadPoolExecutor(args.j) as ex:
