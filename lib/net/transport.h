@@ -122,7 +122,7 @@ private:
     bool tls_flush_out();
     int tls_write(const aiol_buf *bufs, size_t n);
     void tls_handshake_failed(int err, const char *detail);
-    void tls_on_eof();
+    void tls_on_eof(bool close_notify);
     void tls_close();
     void tls_resumed();
     void tls_sendfile_step();

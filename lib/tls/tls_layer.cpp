@@ -303,7 +303,7 @@ void SocketTransport::tls_read_ready() {
         l->ext = nullptr;
         l->ext_len = 0;
     } else if (n == 0) {
-        tls_on_eof();
+        tls_on_eof(false);
     } else if (!would_block(errno)) {
         int err = -errno;
         if (handshaking_) tls_handshake_failed(err, nullptr);
@@ -380,7 +380,7 @@ void SocketTransport::tls_process() {
         if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) break;
         if (e == SSL_ERROR_ZERO_RETURN) {  // close_notify: EOF
             if (!tls_flush_out()) return;
-            tls_on_eof();
+            tls_on_eof(true);
             return;
         }
         std::string detail = tls_error_string();
@@ -396,7 +396,8 @@ void SocketTransport::tls_process() {
     tls_flush_out();  // SSL_read may answer (a key update)
 }
 
-void SocketTransport::tls_on_eof() {
+// close_notify: EOF over TLS (the peer's TLS close); else the socket's EOF without one.
+void SocketTransport::tls_on_eof(bool close_notify) {
     if (handshaking_) {
         tls_handshake_failed(AIOL_ECONNRESET, "EOF during the SSL handshake");
         return;
@@ -406,7 +407,10 @@ void SocketTransport::tls_on_eof() {
         loop_->invoke([&] { (void)proto_.eof_received(self(), ud_); },
                       (const void *)proto_.eof_received);
     if (conn_lost_ || closing_) return;
-    tls_->shutdown_sent = true;  // the peer is gone or going: no close_notify to a closed socket
+    // asyncio (_do_shutdown) answers a close_notify with its own, but sends none after a
+    // bare socket EOF: the peer is gone or going.
+    if (!close_notify) tls_->shutdown_sent = true;
+    else tls_->peer_close_notify = true;
     close();
 }
 
@@ -429,7 +433,9 @@ bool SocketTransport::tls_flush_out() {
             int err = -errno;
             wbuf_.clear();
             if (handshaking_) tls_handshake_failed(err, nullptr);
-            else fatal_error(tls_->shutdown_sent && closing_ ? 0 : err,
+            // A peer that sent close_notify may close its socket without waiting for ours
+            // (libaioloop itself does): failing to deliver the answer is still a clean end.
+            else fatal_error(tls_->shutdown_sent && (closing_ || tls_->peer_close_notify) ? 0 : err,
                              "Fatal write error on SSL transport", false);
             return false;
         }

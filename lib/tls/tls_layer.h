@@ -43,6 +43,7 @@ struct TlsLayer {
     Handle *shutdown_timer = nullptr;
     bool resume_scheduled = false;
     bool shutdown_sent = false;
+    bool peer_close_notify = false;  // the peer closed TLS cleanly; our answer may not reach it
     std::vector<unsigned char> peer_der;  // cached DER of the peer certificate
     bool peer_der_done = false;
 };

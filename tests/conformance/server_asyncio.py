@@ -10,6 +10,7 @@ exits once the server is closed and its connections are gone. Every other scenar
 """
 import asyncio
 import os
+import ssl
 import sys
 
 BLOCK = bytes(((i * 131) + (i >> 9)) & 0xFF for i in range(131072))
@@ -49,6 +50,7 @@ class Conn:
     # -- Protocol callbacks ---------------------------------------------------------
     def connection_made(self, t):
         self.t = t
+        self.srv.live += 1  # counted here, not in factory(): a failed TLS handshake never ends
         self.event("made")
         p = self.p
         if "high" in p:
@@ -199,7 +201,6 @@ class Srv:
         self.done.set_result(None)
 
     def factory(self):
-        self.live += 1
         self.conns_left -= 1
         return (Buffered if self.behaviour == "buffered" else Plain)(self)
 
@@ -218,12 +219,19 @@ async def main():
     srv = Srv(behaviour, params)
     loop = asyncio.get_running_loop()
     srv.done = loop.create_future()
+    tls = {}
+    if "tls_cert" in params:  # TLS: asyncio's SSL transport (sslproto) over the same socket
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(params["tls_cert"], params["tls_key"])
+        tls["ssl"] = ctx
+        if "handshake_timeout_ms" in params:  # else asyncio's default (60 s)
+            tls["ssl_handshake_timeout"] = params["handshake_timeout_ms"] / 1000.0
     if addr.startswith("unix:"):
         srv.unix_path = addr[5:]
-        srv.server = await loop.create_unix_server(srv.factory, srv.unix_path)
+        srv.server = await loop.create_unix_server(srv.factory, srv.unix_path, **tls)
         out("listening unix")
     else:
-        srv.server = await loop.create_server(srv.factory, "127.0.0.1", int(addr))
+        srv.server = await loop.create_server(srv.factory, "127.0.0.1", int(addr), **tls)
         out("listening %d" % srv.server.sockets[0].getsockname()[1])
     if behaviour == "close_now" or srv.conns_left <= 0:
         srv.close_server()

@@ -3,7 +3,8 @@
  *   server_c BEHAVIOUR ADDR [key=value ...]
  *
  * The C twin of server_asyncio.py (the oracle): same behaviour menu, same trace lines.
- * ADDR is a TCP port on 127.0.0.1 (0: ephemeral) or unix:PATH.
+ * ADDR is a TCP port on 127.0.0.1 (0: ephemeral) or unix:PATH. tls_cert=PATH tls_key=PATH
+ * (and handshake_timeout_ms=N) serve TLS.
  */
 #include <aioloop.h>
 
@@ -273,8 +274,20 @@ int main(int argc, char **argv) {
         cfg.host = "127.0.0.1";
         cfg.port = (uint16_t)atoi(addr);
     }
-    int rc = aiol_loop_new(&loop);
+    aiol_tls_context *tls = NULL;
+    int rc = 0;
+    if (has("tls_cert")) {  /* TLS: the SSL transport; the runner's protocol if not built */
+        if (!aiol_has_feature("tls")) {
+            out("unsupported tls");
+            return 77;
+        }
+        rc = aiol_tls_context_new_server(sparam("tls_cert", ""), sparam("tls_key", ""), &tls);
+        cfg.tls = tls;
+        cfg.tls_handshake_timeout_ns = (uint64_t)iparam("handshake_timeout_ms", 0) * 1000000ull;
+    }
+    if (rc == 0) rc = aiol_loop_new(&loop);
     if (rc == 0) rc = aiol_server_start(loop, &cfg, &p, factory, NULL, NULL, &server);
+    aiol_tls_context_free(tls); /* the server holds its own reference */
     if (rc < 0) {
         fprintf(stderr, "server_c: %s (%s)\n", aiol_strerror(rc), aiol_err_name(rc));
         return 1;
