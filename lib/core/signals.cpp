@@ -11,6 +11,7 @@
 #include <mutex>
 
 #include "loop.h"
+#include "../sys/sys.h"
 
 namespace aiol {
 
@@ -63,7 +64,7 @@ struct SignalWatcher final : IoWatcher {
 int Loop::ensure_signal_pipe() {
     if (sig_read_fd_ >= 0) return 0;
     int p[2];
-    if (pipe2(p, O_NONBLOCK | O_CLOEXEC) < 0) return -errno;
+    if (sys::pipe2(p, O_NONBLOCK | O_CLOEXEC) < 0) return -errno;
     auto *w = new SignalWatcher(this);
     if (int rc = watch(p[0], w, kReadable); rc < 0) {
         delete w;

@@ -13,6 +13,7 @@
 
 #include "address.h"
 #include "transport.h"
+#include "../sys/sys.h"
 #include "config.h"
 #if AIOL_HAVE_TLS
 #include "../tls/tls.h"
@@ -196,7 +197,7 @@ void Server::accept_connections(Listener *l) {
     for (int i = 0; i < cfg_.backlog && serving_; i++) {
         sockaddr_storage peer;
         socklen_t len = sizeof peer;
-        int fd = accept4(l->fd, reinterpret_cast<sockaddr *>(&peer), &len,
+        int fd = sys::accept4(l->fd, reinterpret_cast<sockaddr *>(&peer), &len,
                          SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd >= 0) {
             accept_one(fd, peer, len);

@@ -27,6 +27,7 @@
 #include "../net/connect.h"
 #include "../net/server.h"
 #include "../net/transport.h"
+#include "../sys/sys.h"
 
 namespace aiol {
 
@@ -200,7 +201,7 @@ void SocketTransport::tls_on_io(uint32_t events) {
 
 void SocketTransport::tls_read_ready() {
     unsigned char *buf = loop_->read_buffer();
-    ssize_t n = recv(fd_, buf, Loop::kReadSize, 0);
+    ssize_t n = sys::recv(fd_, buf, Loop::kReadSize, 0);
     if (n > 0) {
         if (BIO_write(tls_->rbio, buf, (int)n) != (int)n) {
             ERR_clear_error();
@@ -340,7 +341,7 @@ bool SocketTransport::tls_flush_out() {
     }
     (void)BIO_reset(w);
     if (was_empty) {
-        ssize_t n = send(fd_, wbuf_.data(), wbuf_.size(), MSG_NOSIGNAL);
+        ssize_t n = sys::send(fd_, wbuf_.data(), wbuf_.size(), MSG_NOSIGNAL);
         if (n > 0) {
             wbuf_.consume((size_t)n);
         } else if (n < 0 && !would_block(errno)) {
@@ -435,8 +436,8 @@ void SocketTransport::tls_sendfile_step() {
     while (job->remaining > 0 && budget > 0 && wbuf_.empty()) {
         unsigned char *buf = loop_->read_buffer();
         size_t want = job->remaining < kFallbackChunk ? (size_t)job->remaining : kFallbackChunk;
-        ssize_t r = job->stream ? ::read(job->fd, buf, want)
-                                : pread(job->fd, buf, want, (off_t)job->offset);
+        ssize_t r = job->stream ? sys::read(job->fd, buf, want)
+                                : sys::pread(job->fd, buf, want, (off_t)job->offset);
         if (r < 0 && errno == ESPIPE && !job->stream && job->sent == 0) {
             job->stream = true;
             continue;
