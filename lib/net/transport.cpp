@@ -578,6 +578,7 @@ void SocketTransport::sendfile_step() {
                 job->stream = true;  // a pipe or FIFO has no offsets: read it as a stream
                 continue;
             }
+            if (r < 0 && errno == EINTR) continue;  // as the TLS path: not a file error
             if (r < 0) {
                 finish_sendfile(-errno);
                 return;
