@@ -119,10 +119,10 @@ long aiol_fault_seen(int call) { return counter(call, &Rule::seen); }
 
 #if AIOL_HAVE_TLS
 static void *ssl_malloc(size_t n, const char *, int) {
-    return fault_check(kAlloc, nullptr) ? nullptr : malloc(n);
+    return fault_check(kAlloc, nullptr) ? nullptr : std::malloc(n);
 }
 static void *ssl_realloc(void *p, size_t n, const char *, int) {
-    return fault_check(kAlloc, nullptr) ? nullptr : realloc(p, n);
+    return fault_check(kAlloc, nullptr) ? nullptr : std::realloc(p, n);
 }
 static void ssl_free(void *p, const char *, int) { free(p); }
 #endif
@@ -144,7 +144,7 @@ int aiol_fault_hook_openssl(void) {
 
 static void *alloc_or_null(size_t n) {
     if (fault_check(kAlloc, nullptr)) return nullptr;
-    return malloc(n ? n : 1);
+    return std::malloc(n ? n : 1);
 }
 
 void *operator new(size_t n) {

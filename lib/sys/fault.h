@@ -27,7 +27,7 @@ enum aiol_fault_call {
     AIOL_FAULT_EPOLL_CTL,  /* epoll_ctl: every registration change (epoll backend) */
     AIOL_FAULT_EVENTFD,    /* eventfd: the loop's wake-up fd in aiol_loop_new */
     AIOL_FAULT_PIPE2,      /* pipe2: the wake-up fallback, the signal pipe */
-    AIOL_FAULT_ALLOC,      /* operator new (and OpenSSL's allocator once hooked) */
+    AIOL_FAULT_ALLOC,      /* operator new, the write buffer's malloc, OpenSSL's once hooked */
     AIOL_FAULT_CALLS
 };
 

@@ -1,5 +1,6 @@
 // aiol::sys: the system calls whose failures the library must survive (accept4, recv,
-// read/pread, send, sendmsg, sendfile, epoll_ctl, eventfd, pipe2), called through one
+// read/pread, send, sendmsg, sendfile, epoll_ctl, eventfd, pipe2; and the write buffer's
+// malloc), called through one
 // seam so tests can make them fail on demand (CPython gets the same determinism from mock
 // sockets; see tests/faults).
 //
@@ -17,6 +18,7 @@
 
 #include <cerrno>
 #include <cstddef>
+#include <cstdlib>
 
 #include "config.h"
 #if !AIOL_BACKEND_POLL
@@ -101,6 +103,13 @@ inline int epoll_ctl(int epfd, int op, int fd, epoll_event *ev) {
 inline int eventfd(unsigned initval, int flags) {
     AIOL_SYS_FAULT(kEventfd, nullptr, -1);
     return ::eventfd(initval, flags);
+}
+
+// Not a system call, but the write buffer's allocation (operator new is replaced
+// wholesale in the test library; malloc cannot be).
+inline void *malloc(size_t n) {
+    AIOL_SYS_FAULT(kAlloc, nullptr, nullptr);
+    return std::malloc(n);
 }
 
 inline int pipe2(int fds[2], int flags) {
