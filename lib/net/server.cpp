@@ -80,7 +80,12 @@ void Server::add_listener(int fd, int adopted_flags) {
 }
 
 int Server::listen_on(int fd) {
-    add_listener(fd, -1);
+    try {
+        add_listener(fd, -1);
+    } catch (...) {
+        ::close(fd);  // not ours yet: nobody else would close it
+        throw;
+    }
     if (listen(fd, cfg_.backlog) < 0) return -errno;
     return 0;
 }
