@@ -422,7 +422,13 @@ void Loop::take_threadsafe_calls() {
 
 int Loop::ensure_fd_slot(int fd) {
     if (fd < 0) return AIOL_EBADF;
-    if ((size_t)fd >= fds_.size()) fds_.resize((size_t)fd + 1);
+    if ((size_t)fd >= fds_.size()) {
+        try {  // an error code, not a throw: connect calls watch from inside the loop
+            fds_.resize((size_t)fd + 1);
+        } catch (const std::bad_alloc &) {
+            return AIOL_ENOMEM;
+        }
+    }
     return 0;
 }
 
