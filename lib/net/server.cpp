@@ -146,7 +146,13 @@ int Server::bind_and_listen() {
             ::close(fd);
             break;
         }
-        if ((err = listen_on(fd)) < 0) break;
+        try {
+            err = listen_on(fd);
+        } catch (...) {
+            freeaddrinfo(res);
+            throw;
+        }
+        if (err < 0) break;
     }
     freeaddrinfo(res);
     if (err == 0 && listeners_.empty()) err = -EAFNOSUPPORT;
