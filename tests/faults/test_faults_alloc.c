@@ -519,6 +519,7 @@ static void write_queue_alloc(void **state) {
 }
 
 /* ---- TLS contexts -------------------------------------------------------------------------- */
+#if FAULTS_TLS
 
 static char g_dir[64], g_cert[128], g_key[128];
 static char *g_cert_pem, *g_key_pem;
@@ -553,7 +554,6 @@ static int tls_alpn_call(op *o) {
     return aiol_tls_context_set_alpn((aiol_tls_context *)o->obj, protos, 2);
 }
 
-#if FAULTS_TLS
 static void tls_contexts_alloc(void **state) {
     UNUSED(state);
     assert_true(g_tls_hooked); /* OpenSSL's allocations go through the fault table */
