@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The one command that builds and runs every test:
 #
-#   scripts/test.sh                 all builds: plain poll notls asan tsan
+#   scripts/test.sh                 all builds: plain poll notls asan tsan faults
 #   scripts/test.sh plain asan      only those
 #   BUILD_ROOT=/tmp/b scripts/test.sh
 #
@@ -16,6 +16,8 @@
 #   notls  -Dtls=disabled: the library without OpenSSL (TLS calls give AIOL_ENOTSUP)
 #   asan   AddressSanitizer + UBSan, leak checking on
 #   tsan   ThreadSanitizer, only the 'threads' suite
+#   faults -Dfault_injection=true under ASan + UBSan: adds tests/faults (syscalls and
+#          allocations failing on demand, leak checking on)
 set -u
 
 src=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -23,7 +25,7 @@ cd "$src" || exit 1
 build_root=${BUILD_ROOT:-build-test}
 meson_cmd=${MESON:-meson}
 
-all_builds=(plain poll notls asan tsan)
+all_builds=(plain poll notls asan tsan faults)
 if [ $# -gt 0 ]; then builds=("$@"); else builds=("${all_builds[@]}"); fi
 
 if ! bash "$src/scripts/deps.sh"; then
@@ -41,6 +43,7 @@ build_options() {
     notls) echo "-Dtls=disabled -Dlua=disabled" ;;
     asan) echo "-Db_sanitize=address,undefined -Db_lundef=false -Dtest_timeout_multiplier=3" ;;
     tsan) echo "-Db_sanitize=thread -Db_lundef=false -Dtest_timeout_multiplier=5" ;;
+    faults) echo "-Dfault_injection=true -Db_sanitize=address,undefined -Db_lundef=false -Dtest_timeout_multiplier=3 -Dlua=disabled" ;;
     *) return 1 ;;
     esac
 }

@@ -12,7 +12,14 @@ AIOL_API int aiol_loop_new(aiol_loop **ret) {
     if (!ret) return AIOL_EINVAL;
     return guard([&] {
         auto *loop = new aiol_loop();
-        if (int rc = loop->open(); rc < 0) {
+        int rc;
+        try {
+            rc = loop->open();  // may throw std::bad_alloc with the epoll fd open
+        } catch (...) {
+            delete loop;
+            throw;
+        }
+        if (rc < 0) {
             delete loop;
             return rc;
         }

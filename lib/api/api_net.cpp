@@ -78,8 +78,13 @@ int start_server(aiol_loop *loop, int listen_fd, const aiol_server_config *cfg,
     if (int rc = read_protocol(protocol, &p)) return rc;
     return guard([&] {
         auto *s = new aiol_server(loop, c, p, factory, factory_data, factory_destroy);
-        int rc = listen_fd >= 0 ? s->adopt_listener(listen_fd) : s->bind_and_listen();
-        if (rc == 0) rc = s->start_serving();
+        int rc;
+        try {
+            rc = listen_fd >= 0 ? s->adopt_listener(listen_fd) : s->bind_and_listen();
+            if (rc == 0) rc = s->start_serving();
+        } catch (const std::bad_alloc &) {
+            rc = AIOL_ENOMEM;  // cleaned up below: sockets bound so far, the server
+        }
         if (rc < 0) {
             s->forget_factory_data();
             s->give_back_adopted();  // an adopted fd stays the caller's, as it was

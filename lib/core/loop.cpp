@@ -13,6 +13,8 @@
 #include <new>
 #include <string>
 
+#include "../sys/sys.h"
+
 namespace aiol {
 
 namespace {
@@ -63,12 +65,12 @@ Loop::Loop() { handle_pool_.reserve(kHandlePoolMax); }
 
 int Loop::open() {
     if (int rc = poller_.open(); rc < 0) return rc;
-    wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    wake_fd_ = sys::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (wake_fd_ >= 0) {
         wake_write_fd_ = wake_fd_;
     } else {
         int p[2];
-        if (pipe2(p, O_NONBLOCK | O_CLOEXEC) < 0) return -errno;
+        if (sys::pipe2(p, O_NONBLOCK | O_CLOEXEC) < 0) return -errno;
         wake_fd_ = p[0];
         wake_write_fd_ = p[1];
     }
@@ -418,7 +420,13 @@ void Loop::take_threadsafe_calls() {
 
 int Loop::ensure_fd_slot(int fd) {
     if (fd < 0) return AIOL_EBADF;
-    if ((size_t)fd >= fds_.size()) fds_.resize((size_t)fd + 1);
+    if ((size_t)fd >= fds_.size()) {
+        try {  // an error code, not a throw: connect calls watch from inside the loop
+            fds_.resize((size_t)fd + 1);
+        } catch (const std::bad_alloc &) {
+            return AIOL_ENOMEM;
+        }
+    }
     return 0;
 }
 

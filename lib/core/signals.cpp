@@ -11,6 +11,7 @@
 #include <mutex>
 
 #include "loop.h"
+#include "../sys/sys.h"
 
 namespace aiol {
 
@@ -62,9 +63,13 @@ struct SignalWatcher final : IoWatcher {
 
 int Loop::ensure_signal_pipe() {
     if (sig_read_fd_ >= 0) return 0;
+    auto *w = new SignalWatcher(this);  // first: a failure here leaves no pipe open
     int p[2];
-    if (pipe2(p, O_NONBLOCK | O_CLOEXEC) < 0) return -errno;
-    auto *w = new SignalWatcher(this);
+    if (sys::pipe2(p, O_NONBLOCK | O_CLOEXEC) < 0) {
+        int err = errno;
+        delete w;
+        return -err;
+    }
     if (int rc = watch(p[0], w, kReadable); rc < 0) {
         delete w;
         ::close(p[0]);

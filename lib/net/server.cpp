@@ -13,6 +13,7 @@
 
 #include "address.h"
 #include "transport.h"
+#include "../sys/sys.h"
 #include "config.h"
 #if AIOL_HAVE_TLS
 #include "../tls/tls.h"
@@ -79,7 +80,12 @@ void Server::add_listener(int fd, int adopted_flags) {
 }
 
 int Server::listen_on(int fd) {
-    add_listener(fd, -1);
+    try {
+        add_listener(fd, -1);
+    } catch (...) {
+        ::close(fd);  // not ours yet: nobody else would close it
+        throw;
+    }
     if (listen(fd, cfg_.backlog) < 0) return -errno;
     return 0;
 }
@@ -140,7 +146,13 @@ int Server::bind_and_listen() {
             ::close(fd);
             break;
         }
-        if ((err = listen_on(fd)) < 0) break;
+        try {
+            err = listen_on(fd);
+        } catch (...) {
+            freeaddrinfo(res);
+            throw;
+        }
+        if (err < 0) break;
     }
     freeaddrinfo(res);
     if (err == 0 && listeners_.empty()) err = -EAFNOSUPPORT;
@@ -196,7 +208,7 @@ void Server::accept_connections(Listener *l) {
     for (int i = 0; i < cfg_.backlog && serving_; i++) {
         sockaddr_storage peer;
         socklen_t len = sizeof peer;
-        int fd = accept4(l->fd, reinterpret_cast<sockaddr *>(&peer), &len,
+        int fd = sys::accept4(l->fd, reinterpret_cast<sockaddr *>(&peer), &len,
                          SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd >= 0) {
             accept_one(fd, peer, len);

@@ -15,6 +15,7 @@
 #include "config.h"
 #include "connect.h"
 #include "server.h"
+#include "../sys/sys.h"
 #if AIOL_HAVE_TLS
 #include "../tls/tls.h"
 #endif
@@ -39,7 +40,7 @@ ssize_t sendfile_nosigpipe(int out_fd, int in_fd, off_t *offset, size_t count) {
     pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
     sigpending(&pending);
     bool was_pending = sigismember(&pending, SIGPIPE);
-    ssize_t n = ::sendfile(out_fd, in_fd, offset, count);
+    ssize_t n = sys::sendfile(out_fd, in_fd, offset, count);
     int err = errno;
     if (n < 0 && err == EPIPE && !was_pending) {
         timespec zero{0, 0};
@@ -147,7 +148,7 @@ void SocketTransport::on_io(uint32_t events) {
 
 void SocketTransport::read_ready() {
     unsigned char *buf = loop_->read_buffer();
-    ssize_t n = recv(fd_, buf, Loop::kReadSize, 0);
+    ssize_t n = sys::recv(fd_, buf, Loop::kReadSize, 0);
     if (n > 0) {
         if (proto_.data_received)
             loop_->invoke([&] { proto_.data_received(self(), buf, (size_t)n, ud_); },
@@ -174,7 +175,7 @@ void SocketTransport::read_ready_buffered() {
         loop_->drain_deferred();
         return;
     }
-    ssize_t n = recv(fd_, buf, len, 0);
+    ssize_t n = sys::recv(fd_, buf, len, 0);
     if (n > 0) {
         loop_->invoke([&] { proto_.buffer_updated(self(), (size_t)n, ud_); },
                       (const void *)proto_.buffer_updated);
@@ -273,7 +274,7 @@ int SocketTransport::write(const void *data, size_t len) {
 #endif
     auto *p = static_cast<const unsigned char *>(data);
     if (wbuf_.empty()) {  // try to send now, queue only the rest
-        ssize_t n = send(fd_, p, len, MSG_NOSIGNAL);
+        ssize_t n = sys::send(fd_, p, len, MSG_NOSIGNAL);
         if (n == (ssize_t)len) return 0;
         if (n < 0) {
             if (!would_block(errno)) {
@@ -329,7 +330,7 @@ int SocketTransport::writev(const aiol_buf *bufs, size_t n) {
         msghdr msg{};
         msg.msg_iov = iov;
         msg.msg_iovlen = cnt;
-        ssize_t sent = sendmsg(fd_, &msg, MSG_NOSIGNAL);
+        ssize_t sent = sys::sendmsg(fd_, &msg, MSG_NOSIGNAL);
         if (sent < 0) {
             if (!would_block(errno)) {
                 fatal_error(-errno, "Fatal write error on socket transport", false);
@@ -362,7 +363,7 @@ int SocketTransport::writev(const aiol_buf *bufs, size_t n) {
 }
 
 void SocketTransport::write_ready() {
-    ssize_t n = send(fd_, wbuf_.data(), wbuf_.size(), MSG_NOSIGNAL);
+    ssize_t n = sys::send(fd_, wbuf_.data(), wbuf_.size(), MSG_NOSIGNAL);
     if (n < 0) {
         if (would_block(errno)) return;
         int err = -errno;
@@ -570,17 +571,18 @@ void SocketTransport::sendfile_step() {
         } else {  // read + send through the loop's read buffer
             unsigned char *buf = loop_->read_buffer();
             size_t want = chunk < kFallbackChunk ? chunk : kFallbackChunk;
-            ssize_t r = job->stream ? ::read(job->fd, buf, want)
-                                    : pread(job->fd, buf, want, (off_t)job->offset);
+            ssize_t r = job->stream ? sys::read(job->fd, buf, want)
+                                    : sys::pread(job->fd, buf, want, (off_t)job->offset);
             if (r < 0 && errno == ESPIPE && !job->stream && job->sent == 0) {
                 job->stream = true;  // a pipe or FIFO has no offsets: read it as a stream
                 continue;
             }
+            if (r < 0 && errno == EINTR) continue;  // as the TLS path: not a file error
             if (r < 0) {
                 finish_sendfile(-errno);
                 return;
             }
-            n = r == 0 ? 0 : send(fd_, buf, (size_t)r, MSG_NOSIGNAL);
+            n = r == 0 ? 0 : sys::send(fd_, buf, (size_t)r, MSG_NOSIGNAL);
             if (job->stream && r > 0 && n < r && (n >= 0 || would_block(errno))) {
                 // Bytes read from a stream cannot be read again: queue what the socket did
                 // not take; write_ready drains it before the next step.

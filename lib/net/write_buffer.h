@@ -8,6 +8,8 @@
 #include <cstring>
 #include <new>
 
+#include "../sys/sys.h"
+
 namespace aiol {
 
 class WriteBuffer {
@@ -33,7 +35,7 @@ public:
                 if (cap > SIZE_MAX / 2) throw std::bad_alloc();
                 cap *= 2;
             }
-            auto *p = static_cast<unsigned char *>(std::malloc(cap));
+            auto *p = static_cast<unsigned char *>(sys::malloc(cap));
             if (!p) throw std::bad_alloc();
             if (used) std::memcpy(p, data_ + head_, used);
             std::free(data_);

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include "poller.h"
+#include "../sys/sys.h"
 
 namespace aiol {
 
@@ -27,7 +28,7 @@ int Poller::update(int fd, uint32_t old_mask, uint32_t new_mask) {
     ev.data.fd = fd;
     ev.events = ((new_mask & kReadable) ? EPOLLIN : 0u) | ((new_mask & kWritable) ? EPOLLOUT : 0u);
     int op = new_mask == 0 ? EPOLL_CTL_DEL : old_mask == 0 ? EPOLL_CTL_ADD : EPOLL_CTL_MOD;
-    if (epoll_ctl(epfd_, op, fd, &ev) == 0) return 0;
+    if (sys::epoll_ctl(epfd_, op, fd, &ev) == 0) return 0;
     int err = errno;
     // The kernel drops a registration when the file is closed; a reused fd number then
     // needs ADD where we thought MOD, and the reverse after a dup'ed fd survives.
@@ -35,7 +36,7 @@ int Poller::update(int fd, uint32_t old_mask, uint32_t new_mask) {
     else if (op == EPOLL_CTL_ADD && err == EEXIST) op = EPOLL_CTL_MOD;
     else if (op == EPOLL_CTL_DEL && (err == ENOENT || err == EBADF)) return 0;
     else return -err;
-    return epoll_ctl(epfd_, op, fd, &ev) == 0 ? 0 : -errno;
+    return sys::epoll_ctl(epfd_, op, fd, &ev) == 0 ? 0 : -errno;
 }
 
 int Poller::wait(int timeout_ms) {

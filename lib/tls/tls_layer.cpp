@@ -29,6 +29,7 @@
 #include "../net/connect.h"
 #include "../net/server.h"
 #include "../net/transport.h"
+#include "../sys/sys.h"
 
 namespace aiol {
 
@@ -283,7 +284,7 @@ static constexpr size_t kTlsHalf = Loop::kReadSize / 2;
 
 void SocketTransport::tls_read_ready() {
     unsigned char *buf = loop_->read_buffer() + kTlsHalf;
-    ssize_t n = recv(fd_, buf, kTlsHalf, 0);
+    ssize_t n = sys::recv(fd_, buf, kTlsHalf, 0);
     if (n > 0) {
         TlsLayer *l = tls_;
         l->ext = buf;
@@ -426,7 +427,7 @@ bool SocketTransport::tls_flush_out() {
     // The records are already queued; if the queue was empty before them (we are not
     // waiting for the socket to drain), try to send now.
     if (!(interest_ & kWritable)) {
-        ssize_t n = send(fd_, wbuf_.data(), wbuf_.size(), MSG_NOSIGNAL);
+        ssize_t n = sys::send(fd_, wbuf_.data(), wbuf_.size(), MSG_NOSIGNAL);
         if (n > 0) {
             wbuf_.consume((size_t)n);
         } else if (n < 0 && !would_block(errno)) {
@@ -523,8 +524,8 @@ void SocketTransport::tls_sendfile_step() {
     while (job->remaining > 0 && budget > 0 && wbuf_.empty()) {
         unsigned char *buf = loop_->read_buffer();
         size_t want = job->remaining < kFallbackChunk ? (size_t)job->remaining : kFallbackChunk;
-        ssize_t r = job->stream ? ::read(job->fd, buf, want)
-                                : pread(job->fd, buf, want, (off_t)job->offset);
+        ssize_t r = job->stream ? sys::read(job->fd, buf, want)
+                                : sys::pread(job->fd, buf, want, (off_t)job->offset);
         if (r < 0 && errno == ESPIPE && !job->stream && job->sent == 0) {
             job->stream = true;
             continue;
