@@ -9,7 +9,8 @@ SIGTERM and expects exit 0. Figures are printed; any failed check exits 1.
 Loopback only: every address used is in 127.0.0.0/8.
 
 Tests: slow_readers emfile reset_storm half_close idle_1000 churn byte_exact
-(RELIABILITY.md 3.2-3.4, 3.9; BB-* / RX-02 / SK-01 shapes).
+tls_handshake_stall (RELIABILITY.md 3.2-3.4, 3.8, 3.9; BB-* / RX-02 / TLS-02 / SK-01 shapes).
+docs/RELIABILITY.md maps every catalogue entry to the test that covers it.
 """
 import atexit
 import os
@@ -62,14 +63,14 @@ def raise_own_nofile(n=20000):
 # ---------------------------------------------------------------- server process
 
 class Server:
-    def __init__(self, exe, nofile=None):
+    def __init__(self, exe, nofile=None, extra_args=()):
         self.stderr_file = tempfile.TemporaryFile()
         def pre():
             if nofile is not None:
                 _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
                 resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, max(nofile, hard)
                                    if hard != resource.RLIM_INFINITY else hard))
-        self.proc = subprocess.Popen([exe, '--host', HOST, '--port', '0'],
+        self.proc = subprocess.Popen([exe, '--host', HOST, '--port', '0'] + list(extra_args),
                                      stdout=subprocess.PIPE, stderr=self.stderr_file,
                                      preexec_fn=pre, close_fds=True)
         _PROCS.append(self.proc)
@@ -679,6 +680,145 @@ def t_byte_exact(exe, scale):
     srv.stop()
 
 
+# Start of a TLS 1.2 ClientHello record announcing 512 bytes, never completed (as in
+# tests/tls/test_tls_peers.c).
+HALF_HELLO = bytes([0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03])
+
+
+def make_cert(dirname):
+    """A throwaway self-signed P-256 certificate for 127.0.0.1 (openssl command)."""
+    cert, key = os.path.join(dirname, 'cert.pem'), os.path.join(dirname, 'key.pem')
+    subprocess.run(['openssl', 'req', '-x509', '-newkey', 'ec', '-pkeyopt',
+                    'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1', '-subj',
+                    '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', key, '-out', cert],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return cert, key
+
+
+def t_tls_handshake_stall(exe, scale):
+    """TLS-02: silent connections and half-ClientHello connections against the TLS echo
+    server with a 1 s handshake timeout (asyncio ssl_handshake_timeout). Each stalled
+    connection is closed by the server about 1 s after it connected, no report reaches
+    stderr (a timed-out handshake is not an error outside debug mode), the fds come back
+    to baseline, and real TLS clients connecting every 100 ms meanwhile are served."""
+    import ssl
+    n_silent, n_half = int(500 * scale), int(100 * scale)
+    timeout_s = 1.0
+    raise_own_nofile()
+    tmp = tempfile.TemporaryDirectory()
+    cert, key = make_cert(tmp.name)
+    srv = Server(exe, extra_args=['--tls-cert', cert, '--tls-key', key,
+                                  '--tls-handshake-timeout', str(timeout_s)])
+    cctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    cctx.load_verify_locations(cert)
+
+    # A real client every 100 ms throughout: handshake time and a 1 KiB echo.
+    stop = threading.Event()
+    hs_times, real_errors = [], []
+
+    def real_clients():
+        while not stop.is_set():
+            try:
+                raw = connect(srv.addr, timeout=5)
+                t0 = time.monotonic()
+                with cctx.wrap_socket(raw, server_hostname='127.0.0.1') as s:
+                    hs_times.append(time.monotonic() - t0)
+                    data = os.urandom(1024)
+                    s.sendall(data)
+                    if recv_exact(s, len(data)) != data:
+                        real_errors.append('echo mismatch')
+            except (OSError, ssl.SSLError) as e:
+                real_errors.append(repr(e))
+            stop.wait(0.1)
+    rt = threading.Thread(target=real_clients)
+    rt.start()
+
+    sel = selectors.DefaultSelector()
+    opened = {}   # socket -> (kind, time connected)
+    closed_after = {'silent': [], 'half': []}
+    seen = [0]    # bytes the server sent to a stalled peer (an alert would be a bug here)
+
+    def reap(wait):
+        """Records each stalled connection the server has closed (EOF or RST on our side)."""
+        for key_, _ in sel.select(wait):
+            s = key_.fileobj
+            now = time.monotonic()
+            try:
+                b = s.recv(4096)
+            except ConnectionResetError:
+                b = b''
+            if b:
+                seen[0] += len(b)
+                continue
+            kind, t_open = opened.pop(s)
+            closed_after[kind].append(now - t_open)
+            sel.unregister(s)
+            s.close()
+
+    t_first = time.monotonic()
+    peak_fds = 0
+    for i in range(n_silent + n_half):
+        s = connect(srv.addr)
+        kind = 'silent' if i < n_silent else 'half'
+        if kind == 'half':
+            s.sendall(HALF_HELLO)
+        opened[s] = (kind, time.monotonic())
+        s.setblocking(False)
+        sel.register(s, selectors.EVENT_READ)
+        reap(0)   # keep measuring close times while still opening
+        if i % 50 == 0:
+            peak_fds = max(peak_fds, srv.fds())
+    log('opened %d silent + %d half-ClientHello connections in %.2f s'
+        % (n_silent, n_half, time.monotonic() - t_first))
+    deadline = time.monotonic() + timeout_s + 5
+    while opened and time.monotonic() < deadline:
+        reap(0.05)
+    bytes_seen = seen[0]
+    early = 0
+    still_open = len(opened)
+    for s in list(opened):
+        s.close()
+    t_all_closed = time.monotonic()
+    end_fds = srv.wait_fds(srv.base_fds, 1.5)
+    fds_back_in = time.monotonic() - t_all_closed
+    stop.set()
+    rt.join()
+
+    for kind in ('silent', 'half'):
+        xs = closed_after[kind]
+        if xs:
+            log('%-6s closed after: min %.3f s, p50 %.3f s, p99 %.3f s, max %.3f s (%d)'
+                % (kind, min(xs), percentile(xs, 50), percentile(xs, 99), max(xs), len(xs)))
+        early += sum(1 for x in xs if x < timeout_s - 0.05)
+    allx = closed_after['silent'] + closed_after['half']
+    log('real TLS clients: %d handshakes, p50 %.1f ms, p99 %.1f ms, max %.1f ms; errors %s'
+        % (len(hs_times), 1000 * percentile(hs_times or [0], 50),
+           1000 * percentile(hs_times or [0], 99), 1000 * max(hs_times or [0]),
+           real_errors[:3]))
+    log('server fds: baseline %d, peak %d, end %d (%.2f s after the last close)'
+        % (srv.base_fds, peak_fds, end_fds, fds_back_in))
+    check(still_open == 0, 'every stalled handshake closed by the server (%d left open)'
+          % still_open)
+    check(early == 0, 'none closed before the %.1f s timeout (%d early)' % (timeout_s, early))
+    check(bool(allx) and percentile(allx, 99) <= timeout_s + 0.25,
+          'closed at the timeout: p99 %.3f s <= %.2f s' % (
+              percentile(allx or [99], 99), timeout_s + 0.25))
+    check(bytes_seen == 0, 'the server sent nothing to stalled peers (%d bytes)' % bytes_seen)
+    check(end_fds == srv.base_fds, 'fd count back to baseline (%d vs %d)'
+          % (end_fds, srv.base_fds))
+    check(not real_errors and len(hs_times) >= 5,
+          'real TLS clients served meanwhile (%d ok, %d errors)'
+          % (len(hs_times), len(real_errors)))
+    check(percentile(hs_times or [9], 99) < 0.25,
+          'real handshakes p99 %.1f ms < 250 ms' % (1000 * percentile(hs_times or [9], 99)))
+    check(srv.stderr_lines() == 0, 'no report for timed-out handshakes (stderr lines: %d)'
+          % srv.stderr_lines())
+    check(echo_ok(srv.addr) is None, 'plain TCP client gets no echo from a TLS port '
+          '(sanity: the port really speaks TLS)')
+    srv.stop()
+    tmp.cleanup()
+
+
 TESTS = {
     'slow_readers': t_slow_readers,
     'emfile': t_emfile,
@@ -687,6 +827,7 @@ TESTS = {
     'idle_1000': t_idle_1000,
     'churn': t_churn,
     'byte_exact': t_byte_exact,
+    'tls_handshake_stall': t_tls_handshake_stall,
 }
 
 
