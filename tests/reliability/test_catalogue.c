@@ -1,0 +1,538 @@
+/* RELIABILITY.md catalogue entries that had no test elsewhere (docs/RELIABILITY.md maps
+ * every entry). Real sockets (socketpairs and 127.0.0.1), no fault injection.
+ *
+ *   IO-01  writev with 2,048 buffers (more than IOV_MAX) is split, not refused
+ *   IO-02  10,000 back-to-back writes arrive in order; a small write on an idle
+ *          connection is on the wire when write() returns
+ *   IO-07  1,000 writes after the peer closed, SIGPIPE at SIG_DFL: no signal, one
+ *          connection_lost, later writes refused without buffering
+ *   IO-08  a paused transport whose peer sent data and hung up costs no iterations
+ *   TM-03  a callback re-arming itself with a 0 ms timer does not starve I/O
+ *   TM-04  1,000,000 start + cancel cycles next to one live timer keep RSS flat; 100,000
+ *          live timers cancelled from one callback, quickly
+ *   TS-02  threadsafe posts racing aiol_loop_close: every accepted post runs or is
+ *          destroyed, exactly once
+ *   TS-04  8 threads, each with its own loop and echo pair: no cross-delivery
+ */
+#include <stdatomic.h>
+#include <sys/resource.h>
+#include <sys/uio.h>
+
+#include "tr_common.h"
+
+static long rss_kib(void) {
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kib = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, "VmRSS:", 6)) kib = atol(line + 6);
+    if (f) fclose(f);
+    return kib;
+}
+
+static uint64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t cpu_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void set_flag(aiol_loop *loop, void *ud) {
+    UNUSED(loop);
+    *(int *)ud = 1;
+}
+
+/* Reads everything the peer end gets until EOF (blocking, in a thread). */
+typedef struct drain {
+    int fd;
+    uint64_t len, bad;
+} drain;
+
+static void *drain_thread(void *arg) {
+    drain *d = (drain *)arg;
+    unsigned char buf[65536];
+    for (;;) {
+        ssize_t n = recv(d->fd, buf, sizeof buf, 0);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        if (!is_pattern(buf, d->len, (size_t)n)) d->bad++;
+        d->len += (uint64_t)n;
+    }
+    return NULL;
+}
+
+static void blocking(int fd) { fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK); }
+
+/* ---- IO-01 ------------------------------------------------------------------------------- */
+
+static void io01_writev_2048_buffers(void **state) {
+    aiol_loop *loop = LOOP(state);
+    int sv[2];
+    unix_pair(sv);
+    conn c;
+    conn_init(&c);
+    adopt(loop, sv[0], &c);
+    RUN_UNTIL(loop, c.made);
+    enum { N = 2048 };
+    static aiol_buf bufs[N];
+    size_t total = 0;
+    for (int i = 0; i < N; i++) total += (size_t)(i % 7 == 0 ? 0 : (i * 37) % 1500 + 1);
+    unsigned char *data = malloc(total);
+    fill_pattern(data, 0, total);
+    size_t off = 0;
+    for (int i = 0; i < N; i++) {
+        size_t n = (size_t)(i % 7 == 0 ? 0 : (i * 37) % 1500 + 1);  /* every 7th empty */
+        bufs[i].base = data + off;
+        bufs[i].len = n;
+        off += n;
+    }
+    drain d = {sv[1], 0, 0};
+    blocking(sv[1]);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, drain_thread, &d), 0);
+    assert_int_equal(API(aiol_transport_writev(c.t, bufs, N)), 0);
+    free(data);  /* accepted: the library sent or copied it */
+    assert_int_equal(conn_close(&c), 0);
+    RUN_UNTIL(loop, c.destroyed);
+    pthread_join(th, NULL);
+    printf("writev of %d buffers, %zu bytes: peer got %llu, %llu bad chunks\n", N, total,
+           (unsigned long long)d.len, (unsigned long long)d.bad);
+    assert_true(d.len == total);
+    assert_true(d.bad == 0);
+    assert_int_equal(c.lost_status, 0);
+    close(sv[1]);
+    run_to_end(loop);
+}
+
+/* ---- IO-02 ------------------------------------------------------------------------------- */
+
+static void io02_write_order_and_prompt_flush(void **state) {
+    aiol_loop *loop = LOOP(state);
+    int ours, theirs;
+    tcp_pair(&ours, &theirs, 0, 16 * 1024);
+    conn c;
+    conn_init(&c);
+    adopt(loop, ours, &c);
+    RUN_UNTIL(loop, c.made);
+
+    /* prompt flush: a 10-byte write to an idle connection is sent inside write() */
+    assert_int_equal(API(aiol_transport_write(c.t, "0123456789", 10)), 0);
+    char got[16];
+    uint64_t t0 = now_ns();
+    ssize_t n;
+    do n = recv(theirs, got, sizeof got, MSG_DONTWAIT);
+    while (n < 0 && errno == EAGAIN && now_ns() - t0 < 1000000);  /* 1 ms */
+    printf("10-byte write on an idle connection: at the peer after %.3f ms\n",
+           (double)(now_ns() - t0) / 1e6);
+    assert_int_equal(n, 10);
+    assert_memory_equal(got, "0123456789", 10);
+    assert_true(aiol_transport_get_write_buffer_size(c.t) == 0);
+
+    /* 10,000 writes of 1 KiB back to back (the peer reads in a thread): in order */
+    enum { W = 10000, SZ = 1024 };
+    unsigned char chunk[SZ];
+    drain d = {theirs, 0, 0};
+    blocking(theirs);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, drain_thread, &d), 0);
+    for (uint64_t i = 0; i < W; i++) {
+        fill_pattern(chunk, i * SZ, SZ);
+        assert_int_equal(API(aiol_transport_write(c.t, chunk, SZ)), 0);
+    }
+    size_t queued = aiol_transport_get_write_buffer_size(c.t);
+    assert_int_equal(conn_close(&c), 0);
+    RUN_UNTIL(loop, c.destroyed);
+    pthread_join(th, NULL);
+    printf("10,000 x 1 KiB: %zu bytes were queued after the last write; peer got %llu\n",
+           queued, (unsigned long long)d.len);
+    assert_true(queued > 0);  /* the writes really queued behind a 16 KiB SO_SNDBUF */
+    assert_true(d.len == (uint64_t)W * SZ);
+    assert_true(d.bad == 0);
+    close(theirs);
+    run_to_end(loop);
+}
+
+/* ---- IO-07 ------------------------------------------------------------------------------- */
+
+static void io07_writes_after_loss_no_sigpipe(void **state) {
+    aiol_loop *loop = LOOP(state);
+    struct sigaction old, dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    sigaction(SIGPIPE, &dfl, &old);  /* the library may not rely on SIGPIPE being ignored */
+    static unsigned char big[2100];
+    memset(big, 'w', sizeof big);
+    for (int tcp = 0; tcp < 2; tcp++) {
+        int ours, theirs;
+        if (tcp) {
+            tcp_pair(&ours, &theirs, 0, 0);
+        } else {
+            int sv[2];
+            unix_pair(sv);
+            ours = sv[0];
+            theirs = sv[1];
+        }
+        conn c;
+        conn_init(&c);
+        c.eof_ret = 1;  /* keep writing after the peer's FIN: the send must fail */
+        adopt(loop, ours, &c);
+        RUN_UNTIL(loop, c.made);
+        close(theirs);  /* an orderly close: the first send gets EPIPE or RST */
+        int accepted = 0, refused = 0, other = 0;
+        for (int i = 0; i < 1000; i++) {
+            int rc = API(aiol_transport_write(c.t, big, sizeof big));
+            if (rc == 0) accepted++;
+            else if (rc == AIOL_ECLOSED) refused++;
+            else other++;
+            if (i % 10 == 0) aiol_loop_run(loop, AIOL_RUN_NOWAIT);
+        }
+        RUN_UNTIL(loop, c.destroyed);
+        printf("%s: 1,000 writes after the peer closed: %d accepted, %d refused "
+               "(AIOL_ECLOSED), %d other; lost status %s; reports %d (%s)\n",
+               tcp ? "TCP" : "unix", accepted, refused, other, aiol_err_name(c.lost_status),
+               g_reports, aiol_err_name(g_report_code));
+        assert_int_equal(other, 0);
+        assert_true(refused > 900);
+        assert_int_equal(c.lost, 1);
+        assert_true(c.lost_status == AIOL_EPIPE || c.lost_status == AIOL_ECONNRESET);
+        /* asyncio's one warning after 5 writes to a lost connection, never one per write */
+        assert_true(g_reports <= 1);
+        g_reports = 0;
+        run_to_end(loop);
+    }
+    /* 25 writes of 2,100 B after close(): refused, nothing buffered */
+    int sv[2];
+    unix_pair(sv);
+    conn c;
+    conn_init(&c);
+    adopt(loop, sv[0], &c);
+    RUN_UNTIL(loop, c.made);
+    assert_int_equal(conn_close(&c), 0);
+    for (int i = 0; i < 25; i++)
+        assert_int_equal(API(aiol_transport_write(c.t, big, sizeof big)), AIOL_ECLOSED);
+    assert_true(aiol_transport_get_write_buffer_size(c.t) == 0);
+    RUN_UNTIL(loop, c.destroyed);
+    close(sv[1]);
+    run_to_end(loop);
+    sigaction(SIGPIPE, &old, NULL);
+}
+
+/* ---- IO-08 ------------------------------------------------------------------------------- */
+
+static void pause_on_made(conn *c) {
+    c->user_paused = 1;
+    CHECK(aiol_transport_pause_reading(c->t) == 0);
+}
+
+static void io08_no_spin_while_paused(void **state) {
+    aiol_loop *loop = LOOP(state);
+    for (int tcp = 0; tcp < 2; tcp++) {
+        int ours, theirs;
+        if (tcp) {
+            tcp_pair(&ours, &theirs, 0, 0);
+        } else {
+            int sv[2];
+            unix_pair(sv);
+            ours = sv[0];
+            theirs = sv[1];
+        }
+        conn c;
+        conn_init(&c);
+        c.verify_pattern = 1;
+        c.on_made = pause_on_made;  /* paused before any data arrived */
+        adopt(loop, ours, &c);
+        RUN_UNTIL(loop, c.made);
+        unsigned char buf[65536];
+        fill_pattern(buf, 0, sizeof buf);
+        write_all(theirs, buf, sizeof buf);
+        shutdown(theirs, SHUT_WR);  /* and the peer hangs up (EPOLLIN | EPOLLRDHUP) */
+        int done = 0, iters = 0;
+        aiol_handle *h = NULL;
+        assert_int_equal(aiol_loop_call_later(loop, 1000 * MS, set_flag, &done, NULL, &h), 0);
+        uint64_t cpu0 = cpu_ns();
+        while (!done) {
+            assert_true(aiol_loop_run(loop, AIOL_RUN_ONCE) >= 0);
+            iters++;
+        }
+        uint64_t cpu = cpu_ns() - cpu0;
+        aiol_handle_release(h);
+        printf("%s: paused 1 s with 64 KiB + EOF pending: %d iterations, %.1f ms CPU\n",
+               tcp ? "TCP" : "unix", iters, (double)cpu / 1e6);
+        assert_true(iters <= 20);
+        assert_true(cpu < 20 * MS);  /* < 2% of a core */
+        assert_int_equal(c.data_calls, 0);
+        c.user_paused = 0;
+        assert_int_equal(API(aiol_transport_resume_reading(c.t)), 0);
+        RUN_UNTIL(loop, c.destroyed);  /* eof_received returns 0: closes */
+        assert_true(c.rx_len == sizeof buf);
+        assert_true(c.rx_bad == 0);
+        assert_int_equal(c.eofs, 1);
+        close(theirs);
+        run_to_end(loop);
+    }
+}
+
+/* ---- TM-03 ------------------------------------------------------------------------------- */
+
+typedef struct spinner {
+    int stop;
+    long runs;
+} spinner;
+
+static void spin_again(aiol_loop *loop, void *ud) {
+    spinner *s = (spinner *)ud;
+    s->runs++;
+    if (!s->stop) CHECK(aiol_loop_call_later(loop, 0, spin_again, s, NULL, NULL) == 0);
+}
+
+static void tm03_zero_delay_timer_does_not_starve_io(void **state) {
+    aiol_loop *loop = LOOP(state);
+    int sv[2];
+    unix_pair(sv);
+    conn c;
+    conn_init(&c);
+    adopt(loop, sv[0], &c);
+    RUN_UNTIL(loop, c.made);
+    spinner s = {0, 0};
+    assert_int_equal(aiol_loop_call_later(loop, 0, spin_again, &s, NULL, NULL), 0);
+    double worst = 0;
+    for (int round = 0; round < 20; round++) {
+        for (int i = 0; i < 50; i++) aiol_loop_run(loop, AIOL_RUN_ONCE);
+        uint64_t t0 = now_ns();
+        assert_int_equal(send(sv[1], "ping", 4, 0), 4);
+        uint64_t want = c.rx_len + 4;
+        long runs0 = s.runs;
+        RUN_UNTIL(loop, c.rx_len >= want);
+        double ms = (double)(now_ns() - t0) / 1e6;
+        if (ms > worst) worst = ms;
+        CHECK(s.runs - runs0 <= 3);  /* the data came within a couple of iterations */
+    }
+    printf("0 ms timer re-arming itself: %ld runs; data handled within %.3f ms at worst\n",
+           s.runs, worst);
+    assert_true(worst < 10.0);
+    s.stop = 1;
+    conn_close(&c);
+    RUN_UNTIL(loop, c.destroyed);
+    close(sv[1]);
+    run_to_end(loop);
+}
+
+/* ---- TM-04 ------------------------------------------------------------------------------- */
+
+static void noop(aiol_loop *loop, void *ud) {
+    UNUSED(loop);
+    UNUSED(ud);
+}
+
+static void tm04_start_cancel_million_flat(void **state) {
+    aiol_loop *loop = LOOP(state);
+    aiol_handle *live = NULL;
+    assert_int_equal(aiol_loop_call_later(loop, 3600 * 1000 * MS, noop, NULL, NULL, &live), 0);
+    long rss0 = 0;
+    uint64_t t0 = now_ns();
+    for (int i = 0; i < 1000000; i++) {
+        aiol_handle *h = NULL;
+        assert_true(aiol_loop_call_later(loop, (uint64_t)(i % 1000 + 1) * MS, noop, NULL, NULL,
+                                          &h) == 0);
+        assert_true(aiol_handle_cancel(h) == 1);
+        aiol_handle_release(h);
+        if (i % 1000 == 999) aiol_loop_run(loop, AIOL_RUN_NOWAIT);
+        if (i == 20000) rss0 = rss_kib();  /* after warm-up */
+    }
+    long rss1 = rss_kib();
+    printf("1,000,000 start+cancel with one live timer: %.2f s, RSS %ld -> %ld KiB\n",
+           (double)(now_ns() - t0) / 1e9, rss0, rss1);
+    assert_true(rss1 - rss0 <= 1024);
+    assert_int_equal(aiol_handle_cancel(live), 1);
+    aiol_handle_release(live);
+    assert_int_equal(aiol_loop_run(loop, AIOL_RUN_DEFAULT), 0);
+}
+
+typedef struct canceller {
+    aiol_handle **hs;
+    int n, cancelled;
+    uint64_t ns;
+} canceller;
+
+static void cancel_all(aiol_loop *loop, void *ud) {
+    UNUSED(loop);
+    canceller *k = (canceller *)ud;
+    uint64_t t0 = now_ns();
+    for (int i = 0; i < k->n; i++) k->cancelled += aiol_handle_cancel(k->hs[i]);
+    k->ns = now_ns() - t0;
+}
+
+static void tm04_cancel_100k_from_one_callback(void **state) {
+    aiol_loop *loop = LOOP(state);
+    enum { N = 100000 };
+    canceller k = {calloc(N, sizeof(aiol_handle *)), N, 0, 0};
+    for (int i = 0; i < N; i++)
+        assert_true(aiol_loop_call_later(loop, (uint64_t)(i % 5000 + 100) * 1000 * MS, noop,
+                                         NULL, NULL, &k.hs[i]) == 0);
+    assert_int_equal(aiol_loop_call_soon(loop, cancel_all, &k, NULL, NULL), 0);
+    uint64_t t0 = now_ns();
+    assert_int_equal(aiol_loop_run(loop, AIOL_RUN_DEFAULT), 0);  /* nothing left alive */
+    double s = (double)(now_ns() - t0) / 1e9;
+    printf("100,000 live timers cancelled from one callback: %.1f ms in the callback, "
+           "run done in %.3f s\n", (double)k.ns / 1e6, s);
+    assert_int_equal(k.cancelled, N);
+    assert_true(s < 1.0);
+    for (int i = 0; i < N; i++) aiol_handle_release(k.hs[i]);
+    free(k.hs);
+}
+
+/* ---- TS-02 ------------------------------------------------------------------------------- */
+
+typedef struct race {
+    aiol_loop *loop;
+    atomic_long accepted, ran, destroyed, refused;
+    atomic_int go;
+} race;
+
+static void race_cb(aiol_loop *loop, void *ud) {
+    UNUSED(loop);
+    atomic_fetch_add(&((race *)ud)->ran, 1);
+}
+static void race_destroy(void *ud) { atomic_fetch_add(&((race *)ud)->destroyed, 1); }
+
+static void *spammer(void *arg) {
+    race *r = (race *)arg;
+    while (!atomic_load(&r->go)) {
+    }
+    for (;;) {
+        int rc = aiol_loop_call_soon_threadsafe(r->loop, race_cb, r, race_destroy);
+        if (rc == 0) {
+            atomic_fetch_add(&r->accepted, 1);
+        } else {
+            CHECK(rc == AIOL_ECLOSED);
+            atomic_fetch_add(&r->refused, 1);
+            break;
+        }
+    }
+    aiol_loop_unhold(r->loop);  /* the hold this thread was given */
+    return NULL;
+}
+
+static void ts02_threadsafe_races_close_and_free(void **state) {
+    aiol_loop_free(LOOP(state));  /* this case makes its own loops */
+    ((fixture *)*state)->loop = NULL;
+    long accepted = 0, ran = 0;
+    for (int round = 0; round < 300; round++) {
+        race r;
+        memset(&r, 0, sizeof r);
+        assert_int_equal(aiol_loop_new(&r.loop), 0);
+        pthread_t th[4];
+        for (int i = 0; i < 4; i++) {
+            assert_int_equal(aiol_loop_hold(r.loop), 0);  /* one hold per thread */
+            assert_int_equal(pthread_create(&th[i], NULL, spammer, &r), 0);
+        }
+        atomic_store(&r.go, 1);
+        for (int i = 0; i < round % 5; i++) aiol_loop_run(r.loop, AIOL_RUN_NOWAIT);
+        assert_int_equal(aiol_loop_close(r.loop), 0);
+        for (int i = 0; i < 4; i++) pthread_join(th[i], NULL);
+        assert_int_equal(aiol_loop_free(r.loop), 0);
+        /* every accepted post ran or was dropped at close, its destroy exactly once */
+        assert_int_equal(atomic_load(&r.destroyed), atomic_load(&r.accepted));
+        assert_true(atomic_load(&r.ran) <= atomic_load(&r.accepted));
+        assert_int_equal(atomic_load(&r.refused), 4);
+        accepted += atomic_load(&r.accepted);
+        ran += atomic_load(&r.ran);
+    }
+    printf("300 rounds: %ld posts accepted, %ld ran, the rest dropped at close\n", accepted,
+           ran);
+}
+
+/* ---- TS-04 ------------------------------------------------------------------------------- */
+
+typedef struct worker {
+    int tag;
+    long rounds, bytes, foreign;
+    int err;
+} worker;
+
+static void echo_data(aiol_transport *t, const void *data, size_t len, void *ud) {
+    worker *w = (worker *)ud;
+    const unsigned char *p = (const unsigned char *)data;
+    for (size_t i = 0; i < len; i++)
+        if (p[i] != (unsigned char)w->tag) w->foreign++;
+    if (aiol_transport_write(t, data, len) != 0) w->err = 1;
+}
+
+static void *own_loop(void *arg) {
+    worker *w = (worker *)arg;
+    aiol_loop *loop;
+    int sv[2];
+    if (aiol_loop_new(&loop) || socketpair(AF_UNIX, SOCK_STREAM, 0, sv)) {
+        w->err = 1;
+        return NULL;
+    }
+    aiol_protocol p = {sizeof p};
+    p.data_received = echo_data;
+    aiol_transport *t = NULL;
+    if (aiol_transport_adopt(loop, sv[0], &p, w, &t)) w->err = 1;
+    unsigned char msg[4096], got[4096];
+    memset(msg, w->tag, sizeof msg);
+    uint64_t end = now_ns() + 1000 * MS;
+    while (!w->err && now_ns() < end) {
+        if (send(sv[1], msg, sizeof msg, 0) != (ssize_t)sizeof msg) w->err = 1;
+        size_t have = 0;
+        while (!w->err && have < sizeof msg) {
+            aiol_loop_run(loop, AIOL_RUN_ONCE);
+            ssize_t n = recv(sv[1], got + have, sizeof got - have, MSG_DONTWAIT);
+            if (n > 0) have += (size_t)n;
+            else if (n == 0 || (errno != EAGAIN && errno != EINTR)) w->err = 1;
+        }
+        for (size_t i = 0; i < have; i++)
+            if (got[i] != (unsigned char)w->tag) w->foreign++;
+        w->bytes += (long)have;
+        w->rounds++;
+    }
+    aiol_transport_close(t);
+    while (aiol_loop_run(loop, AIOL_RUN_ONCE) > 0) {
+    }
+    close(sv[1]);
+    if (aiol_loop_free(loop) != 0) w->err = 1;
+    return NULL;
+}
+
+static void ts04_loop_per_thread(void **state) {
+    UNUSED(state);
+    enum { T = 8 };
+    worker w[T];
+    pthread_t th[T];
+    for (int i = 0; i < T; i++) {
+        memset(&w[i], 0, sizeof w[i]);
+        w[i].tag = 'A' + i;
+        assert_int_equal(pthread_create(&th[i], NULL, own_loop, &w[i]), 0);
+    }
+    long total = 0;
+    for (int i = 0; i < T; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(w[i].err, 0);
+        assert_int_equal(w[i].foreign, 0);
+        assert_true(w[i].rounds > 0);
+        total += w[i].rounds;
+    }
+    printf("8 loops on 8 threads for 1 s: %ld echo rounds of 4 KiB, 0 cross-delivered\n",
+           total);
+}
+
+int main(int argc, char **argv) {
+    const struct CMUnitTest tests[] = {
+        CASE(io01_writev_2048_buffers),
+        CASE(io02_write_order_and_prompt_flush),
+        CASE(io07_writes_after_loss_no_sigpipe),
+        CASE(io08_no_spin_while_paused),
+        CASE(tm03_zero_delay_timer_does_not_starve_io),
+        CASE(tm04_start_cancel_million_flat),
+        CASE(tm04_cancel_100k_from_one_callback),
+        CASE(ts02_threadsafe_races_close_and_free),
+        CASE(ts04_loop_per_thread),
+    };
+    return TEST_MAIN("test_catalogue", tests);
+}
