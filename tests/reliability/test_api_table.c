@@ -8,7 +8,10 @@
  *   - from the wrong thread while the loop runs: AIOL_ETHREAD for every loop-thread-only
  *     call on a loop, server, transport or handle;
  *   - in the wrong state (write after write_eof, writes during sendfile, unbalanced unhold,
- *     free while alive, run/close from a callback, ...): the documented code.
+ *     free while alive, run/close from a callback, ...): the documented code;
+ *   - with invalid values (API-04: overlong paths, bad backlogs, grown structs, high < low,
+ *     bad run modes, signal numbers and fds, bad TLS settings) and with fds that cannot be
+ *     adopted (LC-02: pipe, file, UDP, closed, watched, owned; the caller keeps them).
  * Each call is recorded as (function, variant, got, want). A case fails on any mismatch,
  * and `coverage` fails if a symbol of lib/aioloop.sym (path in $AIOL_SYM_FILE) has no row
  * in the NULL table or, unless listed in no_object[] with the reason, in the closed and
@@ -75,6 +78,7 @@ static void noop_done(aiol_transport *t, int st, void *ud) { UNUSED(t); UNUSED(s
 static void noop_sf(aiol_transport *t, int st, uint64_t n, void *ud) {
     UNUSED(t); UNUSED(st); UNUSED(n); UNUSED(ud);
 }
+static void noop_bu(aiol_transport *t, size_t n, void *ud) { UNUSED(t); UNUSED(n); UNUSED(ud); }
 static int noop_factory(void *fd, const struct sockaddr *a, socklen_t l, void **ud) {
     UNUSED(fd); UNUSED(a); UNUSED(l);
     *ud = NULL;
@@ -571,6 +575,173 @@ static void wrong_state_calls(void **state) {
     assert_table(v);
 }
 
+/* ---- invalid values (API-04) and fds that cannot be adopted (LC-02) ---------------------- */
+
+static void invalid_values(void **state) {
+    aiol_loop *loop = LOOP(state);
+    const char *v = "values";
+    aiol_server *s = NULL;
+    g_destroys = 0;
+
+    char longpath[200];
+    memset(longpath, 'p', sizeof longpath - 1);
+    longpath[0] = '/';
+    longpath[sizeof longpath - 1] = 0;
+    aiol_server_config sc = server_cfg();
+    sc.backlog = -1;
+    R(v, aiol_server_start, AIOL_EINVAL, loop, &sc, &g_proto, noop_factory, NULL, count_d, &s);
+    sc = server_cfg();
+    sc.unix_path = "/tmp/x.sock";  /* host and unix_path together */
+    R(v, aiol_server_start, AIOL_EINVAL, loop, &sc, &g_proto, noop_factory, NULL, count_d, &s);
+    sc = server_cfg();
+    sc.host = NULL;
+    sc.unix_path = longpath;  /* > 107 bytes */
+    R(v, aiol_server_start, -ENAMETOOLONG, loop, &sc, &g_proto, noop_factory, NULL, count_d, &s);
+    sc = server_cfg();
+    sc.size = 4;  /* shorter than the 0.1 struct */
+    R(v, aiol_server_start, AIOL_EINVAL, loop, &sc, &g_proto, noop_factory, NULL, count_d, &s);
+    struct {
+        aiol_server_config c;
+        uint64_t future;
+    } grown;
+    memset(&grown, 0, sizeof grown);
+    grown.c = server_cfg();
+    grown.c.size = sizeof grown;
+    grown.future = 1;  /* a field this library does not know, set: refused */
+    R(v, aiol_server_start, AIOL_ENOTSUP, loop, &grown.c, &g_proto, noop_factory, NULL, count_d, &s);
+    grown.future = 0;  /* the same, zero: accepted */
+    R(v, aiol_server_start, 0, loop, &grown.c, &g_proto, noop_factory, NULL, NULL, &s);
+    R(v, aiol_server_free, 0, s);
+    s = NULL;
+    sc = server_cfg();
+    sc.backlog = 0x7fffffff;  /* INT_MAX: the kernel clamps it */
+    R(v, aiol_server_start, 0, loop, &sc, &g_proto, noop_factory, NULL, NULL, &s);
+    R(v, aiol_server_free, 0, s);
+    s = NULL;
+    sc = server_cfg();
+    sc.host = "300.1.2.3";  /* not an address, not a name that resolves */
+    record(v, "server_start(host 300.1.2.3) fails", 1,
+           aiol_server_start(loop, &sc, &g_proto, noop_factory, NULL, count_d, &s) < 0);
+
+    aiol_connect_config cc = connect_cfg();
+    cc.host = NULL;  /* neither host nor unix_path */
+    R(v, aiol_loop_connect, AIOL_EINVAL, loop, &cc, &g_proto, NULL, noop_done, NULL, NULL);
+    cc = connect_cfg();
+    cc.unix_path = "/tmp/x.sock";  /* both */
+    R(v, aiol_loop_connect, AIOL_EINVAL, loop, &cc, &g_proto, NULL, noop_done, NULL, NULL);
+    cc = connect_cfg();
+    cc.host = NULL;
+    cc.unix_path = longpath;
+    R(v, aiol_loop_connect, AIOL_EINVAL, loop, &cc, &g_proto, NULL, noop_done, NULL, NULL);
+
+    aiol_protocol small = g_proto;
+    small.size = 2;  /* shorter than the 0.1 struct */
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    R(v, aiol_transport_adopt, AIOL_EINVAL, loop, sv[0], &small, NULL, NULL);
+    aiol_protocol half = g_proto;
+    half.buffer_updated = noop_bu;  /* without get_buffer */
+    R(v, aiol_transport_adopt, AIOL_EINVAL, loop, sv[0], &half, NULL, NULL);
+
+    aiol_transport *t = NULL;
+    assert_int_equal(aiol_transport_adopt(loop, sv[0], &g_proto, NULL, &t), 0);
+    R(v, aiol_transport_set_write_buffer_limits, AIOL_EINVAL, t, 10, 20);  /* high < low */
+    R(v, aiol_transport_write, AIOL_EINVAL, t, NULL, 5);
+    R(v, aiol_transport_writev, AIOL_EINVAL, t, NULL, 3);
+    R(v, aiol_transport_write, 0, t, NULL, 0);   /* zero length: a no-op */
+    R(v, aiol_transport_writev, 0, t, NULL, 0);
+    R(v, aiol_transport_set_protocol, AIOL_EINVAL, t, &small, NULL);
+    size_t hi = 0, lo = 0;
+    R(v, aiol_transport_set_write_buffer_limits, 0, t, AIOL_WBUF_DEFAULT, 1000);
+    R(v, aiol_transport_get_write_buffer_limits, 0, t, &hi, &lo);
+    record(v, "low only: high = 4 x low", 4000, (long)hi);
+    R(v, aiol_transport_close, 0, t);
+
+    R(v, aiol_loop_run, AIOL_EINVAL, loop, 3);
+    R(v, aiol_loop_run, AIOL_EINVAL, loop, -1);
+    R(v, aiol_loop_add_signal_handler, AIOL_EINVAL, loop, 0, noop_cb, NULL, count_d);
+    R(v, aiol_loop_add_signal_handler, AIOL_EINVAL, loop, -1, noop_cb, NULL, count_d);
+    R(v, aiol_loop_add_signal_handler, AIOL_EINVAL, loop, 4096, noop_cb, NULL, count_d);
+    R(v, aiol_loop_add_signal_handler, AIOL_EINVAL, loop, SIGSTOP, noop_cb, NULL, count_d);
+    R(v, aiol_loop_add_reader, AIOL_EBADF, loop, -1, noop_fd_cb, NULL, count_d);
+    R(v, aiol_loop_add_reader, AIOL_EBADF, loop, 1 << 28, noop_fd_cb, NULL, count_d);
+    R(v, aiol_loop_add_writer, AIOL_EBADF, loop, -5, noop_fd_cb, NULL, count_d);
+    aiol_error_context ctx = {3, 0, "m", NULL, NULL, 0, NULL, NULL};
+    R(v, aiol_loop_call_exception_handler, AIOL_EINVAL, loop, &ctx);
+
+    /* every code has a stable, non-NULL string, unknown ones included */
+    int bad_strings = 0;
+    for (int code = -30200; code <= 0; code++)
+        if (!aiol_strerror(code) || !aiol_err_name(code) || !*aiol_strerror(code)) bad_strings++;
+    record(v, "aiol_strerror/err_name of -30200..0 non-NULL", 0, bad_strings);
+
+    if (aiol_has_feature("tls")) {
+        aiol_tls_context *tc = NULL;
+        assert_int_equal(aiol_tls_context_new_client(NULL, 0, &tc), 0);
+        R(v, aiol_tls_context_set_min_version, AIOL_EINVAL, tc, 0x0302);  /* TLS 1.1 */
+        R(v, aiol_tls_context_set_min_version, AIOL_EINVAL, tc, 0x0305);
+        R(v, aiol_tls_context_set_min_version, 0, tc, 0x0304);
+        const char *empty[] = {""};
+        R(v, aiol_tls_context_set_alpn, AIOL_EINVAL, tc, empty, 1);
+        char long_alpn[300];
+        memset(long_alpn, 'a', sizeof long_alpn - 1);
+        long_alpn[sizeof long_alpn - 1] = 0;
+        const char *toolong[] = {long_alpn};
+        R(v, aiol_tls_context_set_alpn, AIOL_EINVAL, tc, toolong, 1);
+        /* a client context where a server one is needed, and the reverse */
+        sc = server_cfg();
+        sc.tls = tc;
+        R(v, aiol_server_start, AIOL_EINVAL, loop, &sc, &g_proto, noop_factory, NULL, count_d, &s);
+        R(v, aiol_tls_context_new_server, AIOL_ETLS, "/nonexistent.pem", "/nonexistent.pem", &tc);
+        R(v, aiol_tls_context_free, 0, tc);
+    }
+
+    assert_int_equal(aiol_loop_run(loop, AIOL_RUN_DEFAULT), 0);
+    close(sv[1]);
+    assert_table(v);
+    assert_int_equal(g_destroys, 0);
+}
+
+static int still_open(int fd) { return fcntl(fd, F_GETFD) >= 0; }
+
+static void adopt_invalid_fds(void **state) {
+    aiol_loop *loop = LOOP(state);
+    const char *v = "adopt";
+    int pp[2];
+    assert_int_equal(pipe(pp), 0);
+    R(v, aiol_transport_adopt, AIOL_ENOTSOCK, loop, pp[0], &g_proto, NULL, NULL);
+    record(v, "pipe still the caller's", 1, still_open(pp[0]));
+    FILE *f = tmpfile();
+    R(v, aiol_transport_adopt, AIOL_ENOTSOCK, loop, fileno(f), &g_proto, NULL, NULL);
+    record(v, "file still the caller's", 1, still_open(fileno(f)));
+    R(v, aiol_transport_adopt, AIOL_EBADF, loop, -1, &g_proto, NULL, NULL);
+    int closed_fd = dup(pp[1]);
+    close(closed_fd);
+    R(v, aiol_transport_adopt, AIOL_EBADF, loop, closed_fd, &g_proto, NULL, NULL);
+    int udp = socket(AF_INET, SOCK_DGRAM, 0);
+    R(v, aiol_transport_adopt, AIOL_EINVAL, loop, udp, &g_proto, NULL, NULL);
+    record(v, "udp still the caller's", 1, still_open(udp));
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    assert_int_equal(aiol_loop_add_reader(loop, sv[0], noop_fd_cb, NULL, NULL), 0);
+    R(v, aiol_transport_adopt, AIOL_EBUSY, loop, sv[0], &g_proto, NULL, NULL);  /* watched */
+    assert_int_equal(aiol_loop_remove_reader(loop, sv[0]), 1);
+    record(v, "watched fd still the caller's", 1, still_open(sv[0]));
+    /* a successful adoption closes the fd exactly once, at connection_lost */
+    aiol_transport *t = NULL;
+    R(v, aiol_transport_adopt, 0, loop, sv[0], &g_proto, NULL, &t);
+    R(v, aiol_transport_adopt, AIOL_EBUSY, loop, sv[0], &g_proto, NULL, NULL);  /* owned */
+    R(v, aiol_transport_abort, 0, t);
+    assert_int_equal(aiol_loop_run(loop, AIOL_RUN_DEFAULT), 0);
+    record(v, "adopted fd closed by the library", 0, still_open(sv[0]));
+    close(pp[0]);
+    close(pp[1]);
+    fclose(f);
+    close(udp);
+    close(sv[1]);
+    assert_table(v);
+}
+
 /* ---- coverage against lib/aioloop.sym ---------------------------------------------------- */
 
 static void coverage(void **state) {
@@ -620,6 +791,8 @@ static const struct CMUnitTest tests[] = {
     CASE(closed_every_export),
     CASE(wrong_thread_every_export),
     CASE(wrong_state_calls),
+    CASE(invalid_values),
+    CASE(adopt_invalid_fds),
     CASE(coverage),
 };
 
