@@ -4,6 +4,8 @@
  *   IO-01  writev with 2,048 buffers (more than IOV_MAX) is split, not refused
  *   IO-02  10,000 back-to-back writes arrive in order; a small write on an idle
  *          connection is on the wire when write() returns
+ *   IO-03  one 256 MiB write: byte-exact, and only one copy held while queued
+ *   FC-01  lowering the high-water mark below what is queued pauses at once
  *   IO-07  1,000 writes after the peer closed, SIGPIPE at SIG_DFL: no signal, one
  *          connection_lost, later writes refused without buffering
  *   IO-08  a paused transport whose peer sent data and hung up costs no iterations
@@ -153,6 +155,77 @@ static void io02_write_order_and_prompt_flush(void **state) {
     assert_true(queued > 0);  /* the writes really queued behind a 16 KiB SO_SNDBUF */
     assert_true(d.len == (uint64_t)W * SZ);
     assert_true(d.bad == 0);
+    close(theirs);
+    run_to_end(loop);
+}
+
+/* ---- IO-03 ------------------------------------------------------------------------------- */
+
+static void io03_one_256mib_write(void **state) {
+    aiol_loop *loop = LOOP(state);
+    int sv[2];
+    unix_pair(sv);
+    conn c;
+    conn_init(&c);
+    adopt(loop, sv[0], &c);
+    RUN_UNTIL(loop, c.made);
+    const size_t total = 256 * MiB;
+    long rss0 = rss_kib();
+    unsigned char *data = malloc(total);
+    assert_non_null(data);
+    fill_pattern(data, 0, total);
+    drain d = {sv[1], 0, 0};
+    blocking(sv[1]);
+    uint64_t t0 = now_ns();
+    assert_int_equal(API(aiol_transport_write(c.t, data, total)), 0);
+    size_t queued = aiol_transport_get_write_buffer_size(c.t);
+    free(data);  /* the caller's copy is gone: what remains is the library's queue */
+    long rss_queued = rss_kib();
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, drain_thread, &d), 0);
+    RUN_UNTIL(loop, aiol_transport_get_write_buffer_size(c.t) == 0);
+    assert_int_equal(conn_close(&c), 0);
+    RUN_UNTIL(loop, c.destroyed);
+    pthread_join(th, NULL);
+    double secs = (double)(now_ns() - t0) / 1e9;
+    printf("one 256 MiB write: %zu bytes queued, RSS %+ld KiB with only the queue left; "
+           "delivered %llu bytes in %.2f s\n", queued, rss_queued - rss0,
+           (unsigned long long)d.len, secs);
+    assert_true(d.len == total);
+    assert_true(d.bad == 0);
+    assert_true(rss_queued - rss0 <= (long)((total + 16 * MiB) / 1024));  /* one copy */
+    assert_true(secs < 20.0);
+    close(sv[1]);
+    run_to_end(loop);
+}
+
+/* ---- FC-01 ------------------------------------------------------------------------------- */
+
+static void fc01_lowering_high_pauses_at_once(void **state) {
+    aiol_loop *loop = LOOP(state);
+    int ours, theirs;
+    tcp_pair(&ours, &theirs, 4096, 4096);  /* the peer does not read */
+    conn c;
+    conn_init(&c);
+    adopt(loop, ours, &c);
+    RUN_UNTIL(loop, c.made);
+    assert_int_equal(API(aiol_transport_set_write_buffer_limits(c.t, 4 * MiB, MiB)), 0);
+    static unsigned char chunk[256 * 1024];
+    fill_pattern(chunk, 0, sizeof chunk);
+    assert_int_equal(API(aiol_transport_write(c.t, chunk, sizeof chunk)), 0);
+    aiol_loop_run(loop, AIOL_RUN_NOWAIT);
+    size_t queued = aiol_transport_get_write_buffer_size(c.t);
+    assert_true(queued > 1024);
+    assert_int_equal(c.pauses, 0);
+    /* the new high mark is below what is queued: pause_writing in the next iteration */
+    assert_int_equal(API(aiol_transport_set_write_buffer_limits(c.t, 1024, 128)), 0);
+    assert_int_equal(c.pauses, 0);  /* never inside the call */
+    aiol_loop_run(loop, AIOL_RUN_NOWAIT);
+    printf("%zu bytes queued; limits lowered to 1024/128: %d pause after one iteration\n",
+           queued, c.pauses);
+    assert_int_equal(c.pauses, 1);
+    assert_int_equal(conn_abort(&c), 0);
+    RUN_UNTIL(loop, c.destroyed);
     close(theirs);
     run_to_end(loop);
 }
@@ -526,6 +599,8 @@ int main(int argc, char **argv) {
     const struct CMUnitTest tests[] = {
         CASE(io01_writev_2048_buffers),
         CASE(io02_write_order_and_prompt_flush),
+        CASE(io03_one_256mib_write),
+        CASE(fc01_lowering_high_pauses_at_once),
         CASE(io07_writes_after_loss_no_sigpipe),
         CASE(io08_no_spin_while_paused),
         CASE(tm03_zero_delay_timer_does_not_starve_io),
