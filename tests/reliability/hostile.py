@@ -738,23 +738,40 @@ def t_tls_handshake_stall(exe, scale):
     closed_after = {'silent': [], 'half': []}
     seen = [0]    # bytes the server sent to a stalled peer (an alert would be a bug here)
 
-    def reap(wait):
-        """Records each stalled connection the server has closed (EOF or RST on our side)."""
-        for key_, _ in sel.select(wait):
-            s = key_.fileobj
-            now = time.monotonic()
-            try:
-                b = s.recv(4096)
-            except ConnectionResetError:
-                b = b''
-            if b:
-                seen[0] += len(b)
-                continue
-            kind, t_open = opened.pop(s)
-            closed_after[kind].append(now - t_open)
-            sel.unregister(s)
-            s.close()
+    lock = threading.Lock()
+    opening = threading.Event()
 
+    def reaper():
+        """Records, as they happen, each stalled connection the server closes (EOF or RST
+        on our side); a thread of its own so slow connects do not delay the measurement."""
+        deadline = None
+        while True:
+            with lock:
+                if not opening.is_set() and not opened:
+                    return
+            if deadline is None and not opening.is_set():
+                deadline = time.monotonic() + timeout_s + 5
+            if deadline is not None and time.monotonic() > deadline:
+                return
+            for key_, _ in sel.select(0.02):
+                s = key_.fileobj
+                now = time.monotonic()
+                try:
+                    b = s.recv(4096)
+                except ConnectionResetError:
+                    b = b''
+                if b:
+                    seen[0] += len(b)
+                    continue
+                with lock:
+                    kind, t_open = opened.pop(s)
+                    sel.unregister(s)
+                closed_after[kind].append(now - t_open)
+                s.close()
+
+    opening.set()
+    reap_thread = threading.Thread(target=reaper)
+    reap_thread.start()
     t_first = time.monotonic()
     peak_fds = 0
     for i in range(n_silent + n_half):
@@ -762,17 +779,16 @@ def t_tls_handshake_stall(exe, scale):
         kind = 'silent' if i < n_silent else 'half'
         if kind == 'half':
             s.sendall(HALF_HELLO)
-        opened[s] = (kind, time.monotonic())
         s.setblocking(False)
-        sel.register(s, selectors.EVENT_READ)
-        reap(0)   # keep measuring close times while still opening
+        with lock:
+            opened[s] = (kind, time.monotonic())
+            sel.register(s, selectors.EVENT_READ)
         if i % 50 == 0:
             peak_fds = max(peak_fds, srv.fds())
     log('opened %d silent + %d half-ClientHello connections in %.2f s'
         % (n_silent, n_half, time.monotonic() - t_first))
-    deadline = time.monotonic() + timeout_s + 5
-    while opened and time.monotonic() < deadline:
-        reap(0.05)
+    opening.clear()
+    reap_thread.join()
     bytes_seen = seen[0]
     early = 0
     still_open = len(opened)
@@ -800,9 +816,16 @@ def t_tls_handshake_stall(exe, scale):
     check(still_open == 0, 'every stalled handshake closed by the server (%d left open)'
           % still_open)
     check(early == 0, 'none closed before the %.1f s timeout (%d early)' % (timeout_s, early))
-    check(bool(allx) and percentile(allx, 99) <= timeout_s + 0.25,
+    # The catalogue's figure is 1 s +/- 100 ms. Measured from the client, on a machine
+    # shared with other jobs: the median must meet it, the p99 gets 0.5 s (x3 under
+    # sanitizers, which slow the server's 600 accepts and handshakes).
+    slack = 3 if srv.sanitized else 1
+    check(bool(allx) and percentile(allx, 50) <= timeout_s + 0.1 * slack,
+          'closed at the timeout: p50 %.3f s <= %.2f s' % (
+              percentile(allx or [99], 50), timeout_s + 0.1 * slack))
+    check(bool(allx) and percentile(allx, 99) <= timeout_s + 0.5 * slack,
           'closed at the timeout: p99 %.3f s <= %.2f s' % (
-              percentile(allx or [99], 99), timeout_s + 0.25))
+              percentile(allx or [99], 99), timeout_s + 0.5 * slack))
     check(bytes_seen == 0, 'the server sent nothing to stalled peers (%d bytes)' % bytes_seen)
     check(end_fds == srv.base_fds, 'fd count back to baseline (%d vs %d)'
           % (end_fds, srv.base_fds))
