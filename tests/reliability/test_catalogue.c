@@ -4,6 +4,10 @@
  *   LC-02  a callback aborts two siblings that are readable in the same iteration and
  *          adopts a new socket on their freed fd numbers: no cross-delivery; a watched fd
  *          closed behind the loop's back
+ *   LC-06  a server closed with 50 clients in its backlog: each sees EOF/RST, no factory
+ *   IO-06  (a) a RST while idle-reading: connection_lost(ECONNRESET) once, no EOF
+ *   FC-04  resume_writing writes to a different transport
+ *   RX-05  (a) RLIMIT_NOFILE 20, 4,000 connect/echo/close cycles (FIN, RST, half-close)
  *   IO-01  writev with 2,048 buffers (more than IOV_MAX) is split, not refused
  *   IO-02  10,000 back-to-back writes arrive in order; a small write on an idle
  *          connection is on the wire when write() returns
@@ -188,6 +192,208 @@ static void lc02_closed_siblings_and_fd_reuse(void **state) {
     for (int i = 0; i < 3; i++) close(peer[i]);
     close(g_sib_new_fd[1]);
     run_to_end(loop);
+}
+
+/* ---- LC-06 ------------------------------------------------------------------------------- */
+
+static int count_factory(void *fd, const struct sockaddr *a, socklen_t l, void **ud) {
+    UNUSED(a);
+    UNUSED(l);
+    (*(int *)fd)++;
+    *ud = NULL;
+    return 0;
+}
+
+static void lc06_close_server_with_50_in_backlog(void **state) {
+    aiol_loop *loop = LOOP(state);
+    aiol_server_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.size = sizeof cfg;
+    cfg.host = "127.0.0.1";
+    aiol_protocol p = {sizeof p};
+    int factory_calls = 0;
+    aiol_server *s = NULL;
+    assert_int_equal(aiol_server_start(loop, &cfg, &p, count_factory, &factory_calls, NULL, &s), 0);
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    assert_int_equal(aiol_server_sockname(s, 0, &ss, &sl), 0);
+    enum { N = 50 };
+    int cl[N];
+    for (int i = 0; i < N; i++) {  /* completed by the kernel; the loop never runs */
+        cl[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        assert_int_equal(connect(cl[i], (struct sockaddr *)&ss, sl), 0);
+    }
+    assert_int_equal(aiol_server_close(s), 0);
+    assert_int_equal(aiol_server_free(s), 0);
+    assert_int_equal(aiol_loop_run(loop, AIOL_RUN_DEFAULT), 0);
+    int ended = 0;
+    for (int i = 0; i < N; i++) {
+        struct timeval tv = {1, 0};
+        setsockopt(cl[i], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        char b;
+        ssize_t n = recv(cl[i], &b, 1, 0);
+        if (n == 0 || (n < 0 && errno == ECONNRESET)) ended++;
+        close(cl[i]);
+    }
+    printf("server closed with %d clients in its backlog: %d saw EOF/RST, factory ran %d "
+           "times\n", N, ended, factory_calls);
+    assert_int_equal(ended, N);
+    assert_int_equal(factory_calls, 0);
+}
+
+/* ---- IO-06 (a) --------------------------------------------------------------------------- */
+
+static void io06_rst_while_idle_reading(void **state) {
+    aiol_loop *loop = LOOP(state);
+    int ours, theirs;
+    tcp_pair(&ours, &theirs, 0, 0);
+    conn c;
+    conn_init(&c);
+    adopt(loop, ours, &c);
+    RUN_UNTIL(loop, c.made);
+    for (int i = 0; i < 3; i++) aiol_loop_run(loop, AIOL_RUN_NOWAIT);  /* idle, reading */
+    close_with_rst(theirs);
+    RUN_UNTIL(loop, c.destroyed);
+    assert_int_equal(c.lost, 1);
+    assert_int_equal(c.lost_status, AIOL_ECONNRESET);
+    assert_int_equal(c.eofs, 0);  /* a reset is not an EOF */
+    run_to_end(loop);
+}
+
+/* ---- FC-04: resume_writing writes to a different transport ---------------------------- */
+
+static conn *g_other;
+static void write_other(conn *c) {
+    UNUSED(c);
+    static unsigned char r[1024];
+    memset(r, 'r', sizeof r);
+    CHECK(API(aiol_transport_write(g_other->t, r, sizeof r)) == 0);
+}
+
+static void fc04_resume_writes_other_transport(void **state) {
+    aiol_loop *loop = LOOP(state);
+    int ours, theirs;
+    tcp_pair(&ours, &theirs, 4096, 4096);
+    int sv[2];
+    unix_pair(sv);
+    conn a, b;
+    conn_init(&a);
+    conn_init(&b);
+    a.on_resume = write_other;
+    g_other = &b;
+    adopt(loop, ours, &a);
+    adopt(loop, sv[0], &b);
+    RUN_UNTIL(loop, a.made && b.made);
+    static unsigned char big[1024 * 1024];
+    fill_pattern(big, 0, sizeof big);
+    assert_int_equal(API(aiol_transport_write(a.t, big, sizeof big)), 0);
+    RUN_UNTIL(loop, a.pauses == 1);
+    drain d = {theirs, 0, 0};
+    blocking(theirs);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, drain_thread, &d), 0);
+    RUN_UNTIL(loop, a.resumes == 1);
+    RUN_UNTIL(loop, aiol_transport_get_write_buffer_size(b.t) == 0);
+    char got[2048];
+    ssize_t n = recv(sv[1], got, sizeof got, MSG_DONTWAIT);
+    printf("resume_writing on A wrote 1 KiB to B: B's peer has %zd bytes\n", n);
+    assert_int_equal(n, 1024);
+    for (int i = 0; i < 1024; i++) assert_int_equal(got[i], 'r');
+    conn_close(&a);
+    conn_close(&b);
+    RUN_UNTIL(loop, a.destroyed && b.destroyed);
+    pthread_join(th, NULL);
+    assert_true(d.len == sizeof big);
+    assert_true(d.bad == 0);
+    assert_int_equal(a.lost, 1);
+    close(theirs);
+    close(sv[1]);
+    run_to_end(loop);
+}
+
+/* ---- RX-05 (a): fd-leak detector ---------------------------------------------------------- */
+
+typedef struct rx5 {
+    int destroyed;
+} rx5;
+
+static void rx_echo(aiol_transport *t, const void *d, size_t n, void *ud) {
+    UNUSED(ud);
+    CHECK(aiol_transport_write(t, d, n) == 0);
+}
+static int rx_factory(void *fd, const struct sockaddr *a, socklen_t l, void **ud) {
+    UNUSED(a);
+    UNUSED(l);
+    *ud = fd;
+    return 0;
+}
+static void rx_destroy(void *ud) { ((rx5 *)ud)->destroyed++; }
+
+static void rx05_rlimit_20_4000_cycles(void **state) {
+    aiol_loop *loop = LOOP(state);
+    aiol_server_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.size = sizeof cfg;
+    cfg.host = "127.0.0.1";
+    aiol_protocol p = {sizeof p};
+    p.data_received = rx_echo;
+    p.destroy = rx_destroy;  /* eof_received NULL: close after EOF */
+    rx5 st = {0};
+    aiol_server *s = NULL;
+    assert_int_equal(aiol_server_start(loop, &cfg, &p, rx_factory, &st, NULL, &s), 0);
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    assert_int_equal(aiol_server_sockname(s, 0, &ss, &sl), 0);
+    struct rlimit old, low;
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+    low = old;
+    low.rlim_cur = 20;  /* libevent test-fdleak.c: one leaked fd per cycle fails in a few */
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+    int done = 0, ends[3] = {0, 0, 0};
+    uint64_t t0 = now_ns();
+    for (int i = 0; i < 4000; i++) {
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0) break;
+        if (connect(fd, (struct sockaddr *)&ss, sl) != 0 || send(fd, "x", 1, 0) != 1) {
+            close(fd);
+            break;
+        }
+        char b = 0;
+        ssize_t n = -1;
+        for (int k = 0; k < 10000 && n != 1; k++) {
+            aiol_loop_run(loop, AIOL_RUN_ONCE);
+            n = recv(fd, &b, 1, MSG_DONTWAIT);
+        }
+        if (n != 1 || b != 'x') {
+            close(fd);
+            break;
+        }
+        int how = i % 3;
+        ends[how]++;
+        if (how == 0) {
+            close(fd);  /* FIN */
+        } else if (how == 1) {
+            close_with_rst(fd);
+        } else {  /* half-close: the server closes after our EOF */
+            shutdown(fd, SHUT_WR);
+            for (int k = 0; k < 10000 && n != 0; k++) {
+                aiol_loop_run(loop, AIOL_RUN_ONCE);
+                n = recv(fd, &b, 1, MSG_DONTWAIT);
+            }
+            close(fd);
+            if (n != 0) break;
+        }
+        for (int k = 0; k < 10000 && st.destroyed < i + 1; k++) aiol_loop_run(loop, AIOL_RUN_ONCE);
+        if (st.destroyed != i + 1) break;
+        done++;
+    }
+    setrlimit(RLIMIT_NOFILE, &old);
+    printf("RLIMIT_NOFILE 20: %d of 4000 connect/echo/close cycles (FIN %d, RST %d, "
+           "half-close %d) in %.2f s\n", done, ends[0], ends[1], ends[2],
+           (double)(now_ns() - t0) / 1e9);
+    assert_int_equal(done, 4000);
+    assert_int_equal(aiol_server_free(s), 0);
+    assert_int_equal(aiol_loop_run(loop, AIOL_RUN_DEFAULT), 0);
 }
 
 /* ---- IO-01 ------------------------------------------------------------------------------- */
@@ -718,6 +924,10 @@ static void ts04_loop_per_thread(void **state) {
 int main(int argc, char **argv) {
     const struct CMUnitTest tests[] = {
         CASE(lc02_closed_siblings_and_fd_reuse),
+        CASE(lc06_close_server_with_50_in_backlog),
+        CASE(io06_rst_while_idle_reading),
+        CASE(fc04_resume_writes_other_transport),
+        CASE(rx05_rlimit_20_4000_cycles),
         CASE(io01_writev_2048_buffers),
         CASE(io02_write_order_and_prompt_flush),
         CASE(io03_one_256mib_write),
