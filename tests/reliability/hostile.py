@@ -9,7 +9,7 @@ SIGTERM and expects exit 0. Figures are printed; any failed check exits 1.
 Loopback only: every address used is in 127.0.0.0/8.
 
 Tests: slow_readers emfile reset_storm half_close idle_1000 churn byte_exact
-tls_handshake_stall (RELIABILITY.md 3.2-3.4, 3.8, 3.9; BB-* / RX-02 / TLS-02 / SK-01 shapes).
+tls_handshake_stall tls_renegotiation (RELIABILITY.md 3.2-3.4, 3.8, 3.9; BB-* / RX-02 / TLS-02 / SK-01 shapes).
 docs/RELIABILITY.md maps every catalogue entry to the test that covers it.
 """
 import atexit
@@ -842,6 +842,69 @@ def t_tls_handshake_stall(exe, scale):
     tmp.cleanup()
 
 
+def t_tls_renegotiation(exe, scale):
+    """TLS-05 (first half): a TLS 1.2 client asking to renegotiate is refused (the contexts
+    set SSL_OP_NO_RENEGOTIATION): openssl s_client's interactive 'R' command gets the
+    no_renegotiation alert; the server stays up, reports nothing, spends less CPU than the
+    handshakes themselves, and echoes for a fresh client afterwards."""
+    tmp = tempfile.TemporaryDirectory()
+    cert, key = make_cert(tmp.name)
+    srv = Server(exe, extra_args=['--tls-cert', cert, '--tls-key', key])
+    attempts = max(3, int(5 * scale))
+    refused, echoed_before = 0, 0
+    cpu0 = srv.cpu_seconds()
+    for i in range(attempts):
+        # Without -quiet / -ign_eof s_client treats a line holding just 'R' as "renegotiate".
+        p = subprocess.Popen(['openssl', 's_client', '-connect', '%s:%d' % srv.addr,
+                              '-tls1_2', '-CAfile', cert],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT)
+        try:
+            p.stdin.write(b'hello-%d\n' % i)
+            p.stdin.flush()
+            time.sleep(0.4)
+            p.stdin.write(b'R\n')
+            p.stdin.flush()
+            time.sleep(0.5)
+            p.stdin.write(b'after-renegotiation\n')
+            p.stdin.flush()
+            time.sleep(0.2)
+            p.stdin.close()
+        except BrokenPipeError:
+            pass
+        try:
+            out = p.communicate(timeout=5)[0]
+        except subprocess.TimeoutExpired:
+            p.kill()
+            out = p.communicate()[0]
+        echoed_before += b'hello-%d' % i in out
+        asked = b'RENEGOTIATING' in out
+        # refused: the alert, or at least no data flows on a renegotiated session
+        if asked and (b'no renegotiation' in out or b'after-renegotiation' not in out):
+            refused += 1
+        else:
+            log('  attempt %d: asked %s, output tail: %r' % (i, asked, out[-300:]))
+    cpu = srv.cpu_seconds() - cpu0
+    log('%d renegotiation attempts: %d refused, %d echoed before; server CPU %.3f s'
+        % (attempts, refused, echoed_before, cpu))
+    check(echoed_before == attempts, 'every session echoed before renegotiating')
+    check(refused == attempts, 'every renegotiation refused (%d/%d)' % (refused, attempts))
+    check(srv.alive(), 'server alive')
+    check(cpu < 0.5, 'server CPU for %d handshakes + refusals %.3f s < 0.5 s' % (attempts, cpu))
+    check(srv.stderr_lines() == 0, 'no report (stderr lines: %d)' % srv.stderr_lines())
+    import ssl
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.load_verify_locations(cert)
+    with ctx.wrap_socket(connect(srv.addr), server_hostname='127.0.0.1') as c:
+        data = os.urandom(4096)
+        c.sendall(data)
+        check(recv_exact(c, len(data)) == data, 'a fresh TLS client is echoed afterwards')
+    n = srv.wait_fds(srv.base_fds, 3)
+    check(n == srv.base_fds, 'fd count back to baseline (%d vs %d)' % (n, srv.base_fds))
+    srv.stop()
+    tmp.cleanup()
+
+
 TESTS = {
     'slow_readers': t_slow_readers,
     'emfile': t_emfile,
@@ -851,6 +914,7 @@ TESTS = {
     'churn': t_churn,
     'byte_exact': t_byte_exact,
     'tls_handshake_stall': t_tls_handshake_stall,
+    'tls_renegotiation': t_tls_renegotiation,
 }
 
 
