@@ -580,6 +580,7 @@ static void io07_writes_after_loss_no_sigpipe(void **state) {
         conn_init(&c);
         c.eof_ret = 1;  /* keep writing after the peer's FIN: the send must fail */
         adopt(loop, ours, &c);
+        assert_int_equal(aiol_transport_ref(c.t), 0);  /* writes continue past lost */
         RUN_UNTIL(loop, c.made);
         close(theirs);  /* an orderly close: the first send gets EPIPE or RST */
         int accepted = 0, refused = 0, other = 0;
@@ -602,6 +603,8 @@ static void io07_writes_after_loss_no_sigpipe(void **state) {
         /* asyncio's one warning after 5 writes to a lost connection, never one per write */
         assert_true(g_reports <= 1);
         g_reports = 0;
+        assert_true(aiol_transport_get_write_buffer_size(c.t) == 0);  /* nothing buffered */
+        assert_int_equal(aiol_transport_unref(c.t), 0);
         run_to_end(loop);
     }
     /* 25 writes of 2,100 B after close(): refused, nothing buffered */
