@@ -1,8 +1,11 @@
 /* echo_server: a flow-controlled TCP (or Unix socket) echo server on libaioloop.
  *
  *   echo_server [--host H] [--port P] [--unix PATH] [--tls-cert CERT.pem --tls-key KEY.pem]
+ *               [--tls-handshake-timeout SECS]
  *
- * With --tls-cert and --tls-key it serves TLS (the certificate file may hold the chain).
+ * With --tls-cert and --tls-key it serves TLS (the certificate file may hold the chain);
+ * --tls-handshake-timeout (seconds, fractions allowed; default 60) closes connections that
+ * do not finish the handshake in time (asyncio's ssl_handshake_timeout).
  * Prints "listening on HOST:PORT" per listening socket (the real port when P is 0).
  * Echo with back-pressure: when the transport asks us to pause writing, we pause reading,
  * and resume when it drains (asyncio's flow-control pattern). On EOF we close, which
@@ -86,10 +89,19 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--unix") && i + 1 < argc) cfg.unix_path = argv[++i];
         else if (!strcmp(argv[i], "--tls-cert") && i + 1 < argc) tls_cert = argv[++i];
         else if (!strcmp(argv[i], "--tls-key") && i + 1 < argc) tls_key = argv[++i];
+        else if (!strcmp(argv[i], "--tls-handshake-timeout") && i + 1 < argc) {
+            double secs = atof(argv[++i]);
+            if (!(secs > 0 && secs < 1e9)) {
+                fprintf(stderr, "echo_server: --tls-handshake-timeout needs seconds > 0\n");
+                return 2;
+            }
+            cfg.tls_handshake_timeout_ns = (uint64_t)(secs * 1e9);
+        }
         else if (i == argc - 1 && argv[i][0] != '-') cfg.port = (uint16_t)atoi(argv[i]);
         else {
             fprintf(stderr, "usage: %s [--host H] [--port P] [--unix PATH] "
-                            "[--tls-cert CERT --tls-key KEY]\n", argv[0]);
+                            "[--tls-cert CERT --tls-key KEY [--tls-handshake-timeout SECS]]\n",
+                    argv[0]);
             return 2;
         }
     }

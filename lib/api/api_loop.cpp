@@ -1,5 +1,9 @@
 // extern "C" shims for the loop, scheduled callbacks, fd watchers and signals: check the
 // arguments, run the body through guard(), nothing else.
+#include <fcntl.h>
+
+#include <cerrno>
+
 #include "aioloop.h"
 #include "guard.h"
 #include "../core/loop.h"
@@ -169,10 +173,18 @@ AIOL_API int aiol_handle_release(aiol_handle *h) {
 
 // ---- fd watchers and signals ------------------------------------------------------------
 
+// The loop's fd table is indexed by fd: refuse an fd that is not open before it grows the
+// table (add_reader(1 << 28) would otherwise allocate gigabytes, then fail with EBADF).
+static int check_fd_open(int fd) {
+    if (fd < 0) return AIOL_EBADF;
+    return fcntl(fd, F_GETFD) < 0 ? -errno : 0;
+}
+
 AIOL_API int aiol_loop_add_reader(aiol_loop *loop, int fd, aiol_fd_callback cb, void *user_data,
                                   aiol_destroy_fn destroy) {
     AIOL_CHECK_LOOP(loop);
     if (!cb) return AIOL_EINVAL;
+    if (int rc = check_fd_open(fd)) return rc;
     return guard([&] { return loop->add_fd_callback(fd, false, cb, user_data, destroy); });
 }
 
@@ -185,6 +197,7 @@ AIOL_API int aiol_loop_add_writer(aiol_loop *loop, int fd, aiol_fd_callback cb, 
                                   aiol_destroy_fn destroy) {
     AIOL_CHECK_LOOP(loop);
     if (!cb) return AIOL_EINVAL;
+    if (int rc = check_fd_open(fd)) return rc;
     return guard([&] { return loop->add_fd_callback(fd, true, cb, user_data, destroy); });
 }
 

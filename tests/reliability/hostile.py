@@ -9,7 +9,8 @@ SIGTERM and expects exit 0. Figures are printed; any failed check exits 1.
 Loopback only: every address used is in 127.0.0.0/8.
 
 Tests: slow_readers emfile reset_storm half_close idle_1000 churn byte_exact
-(RELIABILITY.md 3.2-3.4, 3.9; BB-* / RX-02 / SK-01 shapes).
+tls_handshake_stall tls_renegotiation (RELIABILITY.md 3.2-3.4, 3.8, 3.9; BB-* / RX-02 / TLS-02 / SK-01 shapes).
+docs/RELIABILITY.md maps every catalogue entry to the test that covers it.
 """
 import atexit
 import os
@@ -62,14 +63,14 @@ def raise_own_nofile(n=20000):
 # ---------------------------------------------------------------- server process
 
 class Server:
-    def __init__(self, exe, nofile=None):
+    def __init__(self, exe, nofile=None, extra_args=()):
         self.stderr_file = tempfile.TemporaryFile()
         def pre():
             if nofile is not None:
                 _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
                 resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, max(nofile, hard)
                                    if hard != resource.RLIM_INFINITY else hard))
-        self.proc = subprocess.Popen([exe, '--host', HOST, '--port', '0'],
+        self.proc = subprocess.Popen([exe, '--host', HOST, '--port', '0'] + list(extra_args),
                                      stdout=subprocess.PIPE, stderr=self.stderr_file,
                                      preexec_fn=pre, close_fds=True)
         _PROCS.append(self.proc)
@@ -679,6 +680,231 @@ def t_byte_exact(exe, scale):
     srv.stop()
 
 
+# Start of a TLS 1.2 ClientHello record announcing 512 bytes, never completed (as in
+# tests/tls/test_tls_peers.c).
+HALF_HELLO = bytes([0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03])
+
+
+def make_cert(dirname):
+    """A throwaway self-signed P-256 certificate for 127.0.0.1 (openssl command)."""
+    cert, key = os.path.join(dirname, 'cert.pem'), os.path.join(dirname, 'key.pem')
+    subprocess.run(['openssl', 'req', '-x509', '-newkey', 'ec', '-pkeyopt',
+                    'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1', '-subj',
+                    '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', key, '-out', cert],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return cert, key
+
+
+def t_tls_handshake_stall(exe, scale):
+    """TLS-02: silent connections and half-ClientHello connections against the TLS echo
+    server with a 1 s handshake timeout (asyncio ssl_handshake_timeout). Each stalled
+    connection is closed by the server about 1 s after it connected, no report reaches
+    stderr (a timed-out handshake is not an error outside debug mode), the fds come back
+    to baseline, and real TLS clients connecting every 100 ms meanwhile are served."""
+    import ssl
+    n_silent, n_half = int(500 * scale), int(100 * scale)
+    timeout_s = 1.0
+    raise_own_nofile()
+    tmp = tempfile.TemporaryDirectory()
+    cert, key = make_cert(tmp.name)
+    srv = Server(exe, extra_args=['--tls-cert', cert, '--tls-key', key,
+                                  '--tls-handshake-timeout', str(timeout_s)])
+    cctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    cctx.load_verify_locations(cert)
+
+    # A real client every 100 ms throughout: handshake time and a 1 KiB echo.
+    stop = threading.Event()
+    hs_times, real_errors = [], []
+
+    def real_clients():
+        while not stop.is_set():
+            try:
+                raw = connect(srv.addr, timeout=5)
+                t0 = time.monotonic()
+                with cctx.wrap_socket(raw, server_hostname='127.0.0.1') as s:
+                    hs_times.append(time.monotonic() - t0)
+                    data = os.urandom(1024)
+                    s.sendall(data)
+                    if recv_exact(s, len(data)) != data:
+                        real_errors.append('echo mismatch')
+            except (OSError, ssl.SSLError) as e:
+                real_errors.append(repr(e))
+            stop.wait(0.1)
+    rt = threading.Thread(target=real_clients)
+    rt.start()
+
+    sel = selectors.DefaultSelector()
+    opened = {}   # socket -> (kind, time connected)
+    closed_after = {'silent': [], 'half': []}
+    seen = [0]    # bytes the server sent to a stalled peer (an alert would be a bug here)
+
+    lock = threading.Lock()
+    opening = threading.Event()
+
+    def reaper():
+        """Records, as they happen, each stalled connection the server closes (EOF or RST
+        on our side); a thread of its own so slow connects do not delay the measurement."""
+        deadline = None
+        while True:
+            with lock:
+                if not opening.is_set() and not opened:
+                    return
+            if deadline is None and not opening.is_set():
+                deadline = time.monotonic() + timeout_s + 5
+            if deadline is not None and time.monotonic() > deadline:
+                return
+            for key_, _ in sel.select(0.02):
+                s = key_.fileobj
+                now = time.monotonic()
+                try:
+                    b = s.recv(4096)
+                except ConnectionResetError:
+                    b = b''
+                if b:
+                    seen[0] += len(b)
+                    continue
+                with lock:
+                    kind, t_open = opened.pop(s)
+                    sel.unregister(s)
+                closed_after[kind].append(now - t_open)
+                s.close()
+
+    opening.set()
+    reap_thread = threading.Thread(target=reaper)
+    reap_thread.start()
+    t_first = time.monotonic()
+    peak_fds = 0
+    for i in range(n_silent + n_half):
+        s = connect(srv.addr)
+        kind = 'silent' if i < n_silent else 'half'
+        if kind == 'half':
+            s.sendall(HALF_HELLO)
+        s.setblocking(False)
+        with lock:
+            opened[s] = (kind, time.monotonic())
+            sel.register(s, selectors.EVENT_READ)
+        if i % 50 == 0:
+            peak_fds = max(peak_fds, srv.fds())
+    log('opened %d silent + %d half-ClientHello connections in %.2f s'
+        % (n_silent, n_half, time.monotonic() - t_first))
+    opening.clear()
+    reap_thread.join()
+    bytes_seen = seen[0]
+    early = 0
+    still_open = len(opened)
+    for s in list(opened):
+        s.close()
+    t_all_closed = time.monotonic()
+    end_fds = srv.wait_fds(srv.base_fds, 1.5)
+    fds_back_in = time.monotonic() - t_all_closed
+    stop.set()
+    rt.join()
+
+    for kind in ('silent', 'half'):
+        xs = closed_after[kind]
+        if xs:
+            log('%-6s closed after: min %.3f s, p50 %.3f s, p99 %.3f s, max %.3f s (%d)'
+                % (kind, min(xs), percentile(xs, 50), percentile(xs, 99), max(xs), len(xs)))
+        early += sum(1 for x in xs if x < timeout_s - 0.05)
+    allx = closed_after['silent'] + closed_after['half']
+    log('real TLS clients: %d handshakes, p50 %.1f ms, p99 %.1f ms, max %.1f ms; errors %s'
+        % (len(hs_times), 1000 * percentile(hs_times or [0], 50),
+           1000 * percentile(hs_times or [0], 99), 1000 * max(hs_times or [0]),
+           real_errors[:3]))
+    log('server fds: baseline %d, peak %d, end %d (%.2f s after the last close)'
+        % (srv.base_fds, peak_fds, end_fds, fds_back_in))
+    check(still_open == 0, 'every stalled handshake closed by the server (%d left open)'
+          % still_open)
+    check(early == 0, 'none closed before the %.1f s timeout (%d early)' % (timeout_s, early))
+    # The catalogue's figure is 1 s +/- 100 ms. Measured from the client, on a machine
+    # shared with other jobs: the median must meet it, the p99 gets 0.5 s (x3 under
+    # sanitizers, which slow the server's 600 accepts and handshakes).
+    slack = 3 if srv.sanitized else 1
+    check(bool(allx) and percentile(allx, 50) <= timeout_s + 0.1 * slack,
+          'closed at the timeout: p50 %.3f s <= %.2f s' % (
+              percentile(allx or [99], 50), timeout_s + 0.1 * slack))
+    check(bool(allx) and percentile(allx, 99) <= timeout_s + 0.5 * slack,
+          'closed at the timeout: p99 %.3f s <= %.2f s' % (
+              percentile(allx or [99], 99), timeout_s + 0.5 * slack))
+    check(bytes_seen == 0, 'the server sent nothing to stalled peers (%d bytes)' % bytes_seen)
+    check(end_fds == srv.base_fds, 'fd count back to baseline (%d vs %d)'
+          % (end_fds, srv.base_fds))
+    check(not real_errors and len(hs_times) >= 5,
+          'real TLS clients served meanwhile (%d ok, %d errors)'
+          % (len(hs_times), len(real_errors)))
+    check(percentile(hs_times or [9], 99) < 0.25,
+          'real handshakes p99 %.1f ms < 250 ms' % (1000 * percentile(hs_times or [9], 99)))
+    check(srv.stderr_lines() == 0, 'no report for timed-out handshakes (stderr lines: %d)'
+          % srv.stderr_lines())
+    check(echo_ok(srv.addr) is None, 'plain TCP client gets no echo from a TLS port '
+          '(sanity: the port really speaks TLS)')
+    srv.stop()
+    tmp.cleanup()
+
+
+def t_tls_renegotiation(exe, scale):
+    """TLS-05 (first half): a TLS 1.2 client asking to renegotiate is refused (the contexts
+    set SSL_OP_NO_RENEGOTIATION): openssl s_client's interactive 'R' command gets the
+    no_renegotiation alert; the server stays up, reports nothing, spends less CPU than the
+    handshakes themselves, and echoes for a fresh client afterwards."""
+    tmp = tempfile.TemporaryDirectory()
+    cert, key = make_cert(tmp.name)
+    srv = Server(exe, extra_args=['--tls-cert', cert, '--tls-key', key])
+    attempts = max(3, int(5 * scale))
+    refused, echoed_before = 0, 0
+    cpu0 = srv.cpu_seconds()
+    for i in range(attempts):
+        # Without -quiet / -ign_eof s_client treats a line holding just 'R' as "renegotiate".
+        p = subprocess.Popen(['openssl', 's_client', '-connect', '%s:%d' % srv.addr,
+                              '-tls1_2', '-CAfile', cert],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT)
+        try:
+            p.stdin.write(b'hello-%d\n' % i)
+            p.stdin.flush()
+            time.sleep(0.4)
+            p.stdin.write(b'R\n')
+            p.stdin.flush()
+            time.sleep(0.5)
+            p.stdin.write(b'after-renegotiation\n')
+            p.stdin.flush()
+            time.sleep(0.2)
+            p.stdin.close()
+        except BrokenPipeError:
+            pass
+        try:
+            out = p.communicate(timeout=5)[0]
+        except subprocess.TimeoutExpired:
+            p.kill()
+            out = p.communicate()[0]
+        echoed_before += b'hello-%d' % i in out
+        asked = b'RENEGOTIATING' in out
+        # refused: the alert, or at least no data flows on a renegotiated session
+        if asked and (b'no renegotiation' in out or b'after-renegotiation' not in out):
+            refused += 1
+        else:
+            log('  attempt %d: asked %s, output tail: %r' % (i, asked, out[-300:]))
+    cpu = srv.cpu_seconds() - cpu0
+    log('%d renegotiation attempts: %d refused, %d echoed before; server CPU %.3f s'
+        % (attempts, refused, echoed_before, cpu))
+    check(echoed_before == attempts, 'every session echoed before renegotiating')
+    check(refused == attempts, 'every renegotiation refused (%d/%d)' % (refused, attempts))
+    check(srv.alive(), 'server alive')
+    check(cpu < 0.5, 'server CPU for %d handshakes + refusals %.3f s < 0.5 s' % (attempts, cpu))
+    check(srv.stderr_lines() == 0, 'no report (stderr lines: %d)' % srv.stderr_lines())
+    import ssl
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.load_verify_locations(cert)
+    with ctx.wrap_socket(connect(srv.addr), server_hostname='127.0.0.1') as c:
+        data = os.urandom(4096)
+        c.sendall(data)
+        check(recv_exact(c, len(data)) == data, 'a fresh TLS client is echoed afterwards')
+    n = srv.wait_fds(srv.base_fds, 3)
+    check(n == srv.base_fds, 'fd count back to baseline (%d vs %d)' % (n, srv.base_fds))
+    srv.stop()
+    tmp.cleanup()
+
+
 TESTS = {
     'slow_readers': t_slow_readers,
     'emfile': t_emfile,
@@ -687,6 +913,8 @@ TESTS = {
     'idle_1000': t_idle_1000,
     'churn': t_churn,
     'byte_exact': t_byte_exact,
+    'tls_handshake_stall': t_tls_handshake_stall,
+    'tls_renegotiation': t_tls_renegotiation,
 }
 
 

@@ -12,6 +12,7 @@ Load, all over loopback (sources 127.0.0.2-254 for churn):
     the server's flow control (pause_writing -> pause_reading) cycles constantly.
 Every echoed byte is checked. Server RSS and fd count are sampled every second.
 Fails on: any echo mismatch or client error, server death, fd count at the end != baseline,
+fewer than 10,000 connections per 30 s (SK-01's floor; a third of it under sanitizers),
 RSS slope after warm-up > 1 MiB/min (least-squares over the 1 s samples; to keep a short CI
 run from failing on allocator noise the slope only counts when RSS also grew by more than
 512 KiB between the end of warm-up and the end), or a non-zero exit on SIGTERM.
@@ -147,6 +148,10 @@ def main():
     check(cstats['errors'] + sstats['errors'] == 0, 'no client errors')
     check(end_fds == srv.base_fds, 'fd count back to baseline (%d vs %d)'
           % (end_fds, srv.base_fds))
+    # SK-01's floor: >= 10,000 connections per 30 s (a third under sanitizers, which slow
+    # the server down about 3x).
+    floor = int(10000 * dt / 30 / (3 if srv.sanitized else 1))
+    check(total >= floor, 'connections %d >= %d (SK-01: 10,000 per 30 s)' % (total, floor))
     if srv.sanitized:
         log('info RSS slope %+.3f MiB/min, growth %+d KiB: not checked (sanitizer build, '
             'ASan quarantine)' % (slope, growth))
