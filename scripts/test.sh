@@ -50,6 +50,7 @@ build_options() {
 test_args() {
     case $1 in
     tsan) echo "--suite threads" ;;
+    faults) echo "--suite faults" ;;
     *) echo "" ;;
     esac
 }
@@ -127,7 +128,7 @@ for name in "${builds[@]}"; do
     wrapper=()
     envv=()
     case $name in
-    asan)
+    asan | faults)
         envv=(ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}"
               UBSAN_OPTIONS="${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}")
         ;;
