@@ -4,7 +4,8 @@
 --
 -- The Lua twin of server_asyncio.py (the oracle): same behaviour menu, same trace lines.
 -- "buffered" uses a BufferedProtocol reading into a bufsize-byte aioloop.buffer;
--- tls_cert=PATH tls_key=PATH serve TLS with that certificate and key.
+-- tls_cert=PATH tls_key=PATH (and handshake_timeout_ms=N) serve TLS with that certificate
+-- and key; a library without TLS answers "unsupported tls" and exit status 77.
 local aioloop = require "aioloop"
 
 local behaviour, addr = arg[1], arg[2]
@@ -168,12 +169,20 @@ local cfg = {protocol = function()
     return setmetatable({pending = 0, total = 0}, behaviour == "buffered" and Buffered or Conn)
 end}
 if P.tls_cert then
+    if not aioloop.has_feature("tls") then  -- the runner's "not applicable" answer
+        io.stdout:write("unsupported tls\n")
+        io.stdout:flush()
+        os.exit(77)
+    end
     local ctx, terr = aioloop.tls_server(P.tls_cert, P.tls_key)
     if not ctx then
         io.stderr:write("server.lua: " .. tostring(terr) .. "\n")
         os.exit(1)
     end
     cfg.tls = ctx
+    if P.handshake_timeout_ms then
+        cfg.tls_handshake_timeout = tonumber(P.handshake_timeout_ms) / 1000
+    end
 end
 if addr:sub(1, 5) == "unix:" then
     cfg.unix_path = addr:sub(6)
