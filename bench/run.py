@@ -33,6 +33,7 @@ import platform
 import re
 import resource
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -106,6 +107,16 @@ def build(with_uv, with_tls):
     if with_uv:
         sh([cc, "-O2", "-o", os.path.join(BIN, "uv_echo"),
             os.path.join(src, "servers", "uv_echo.c"), "-luv"])
+    # Micro-benchmarks: the loop's (tests/bench/bench_loop.c, against build-bench's
+    # library) and their yardsticks (bench/micro/reference.c: a plain ring, libuv timers).
+    lib = os.path.join(BUILD, "lib")
+    sh([cc, "-O2", "-o", os.path.join(BIN, "bench_loop"),
+        os.path.join(ROOT, "tests", "bench", "bench_loop.c"), "-I", os.path.join(ROOT, "include"),
+        "-L", lib, "-Wl,-rpath," + lib, "-laioloop", "-lpthread"])
+    sh([cc, "-O2", "-o", os.path.join(BIN, "micro_reference"),
+        os.path.join(src, "micro", "reference.c")] + (["-DHAVE_UV", "-luv"] if with_uv else []))
+    sh([cc, "-O2", "-shared", "-fPIC", "-o", os.path.join(BIN, "alloc_count.so"),
+        os.path.join(src, "alloc_count.c")])
 
 
 def lib_has_tls():
@@ -441,6 +452,151 @@ def machine():
     return f"{os.cpu_count()} CPUs, {cpu}, Linux {platform.release()}, load {os.getloadavg()[0]:.2f}"
 
 
+# ---- micro-benchmarks, allocations, targets ------------------------------------------
+
+MICRO_LINE = re.compile(r"^(.*?): ([0-9.]+) M (\w+)/s")
+
+
+def micro(rounds):
+    """bench_loop and its yardsticks, alternating, `rounds` times (each prints medians of
+    5 x 1M operations); returns {figure name: median M ops/s over the rounds}."""
+    got = {}
+    for _ in range(rounds):
+        for exe in ("micro_reference", "bench_loop"):
+            out = subprocess.run(["taskset", "-c", SERVER_CPU, os.path.join(BIN, exe), "-r", "5"],
+                                 capture_output=True, text=True, check=True).stdout
+            for line in out.splitlines():
+                m = MICRO_LINE.match(line)
+                if m:
+                    got.setdefault(m.group(1), []).append(float(m.group(2)))
+    return {k: statistics.median(v) for k, v in got.items()}
+
+
+def allocs_per_msg(cmd, case, tls_files, duration=3.0, warmup=1.0):
+    """Heap allocations per echoed message in a server's steady state: bench/alloc_count.c
+    preloaded, its counters read (SIGUSR2) at the end of the warm-up and at the end."""
+    mode, conns, size, pipeline, idle, tls = CASES[case]
+    if tls:
+        cmd = [a.format(tls_cert=tls_files[0], tls_key=tls_files[1]) for a in cmd]
+    fd, count_file = tempfile.mkstemp(prefix="aioloop-allocs-")
+    os.close(fd)
+    env = dict(os.environ, LD_PRELOAD=os.path.join(BIN, "alloc_count.so"),
+               ALLOC_COUNT_FILE=count_file)
+    p = subprocess.Popen(cmd + ["--host", "127.0.0.1", "--port", "0"], stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL, text=True, env=env)
+    try:
+        m = re.match(r"listening on .*:(\d+)$", p.stdout.readline().strip())
+        if not m:
+            return None
+        lg = subprocess.Popen(
+            [os.path.join(BIN, "loadgen"), "--port", m.group(1), "--mode", mode, "--conns",
+             str(conns), "--size", str(size), "--pipeline", str(pipeline), "--duration",
+             str(duration), "--warmup", str(warmup)]
+            + (["--tls", "--tls-ca", tls_files[0]] if tls else []),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+        def snapshot():
+            p.send_signal(signal.SIGUSR2)
+            time.sleep(0.1)
+            with open(count_file) as f:
+                return [int(x) for x in f.read().split()]
+        time.sleep(warmup + 0.2)
+        c1 = snapshot()
+        out, _ = lg.communicate()
+        c2 = snapshot()
+        res = json.loads(out.strip().splitlines()[-1])
+        # The measured window's messages, scaled to the time between the two snapshots.
+        msgs = res.get("msgs", 0)
+        return (c2[0] + c2[1] - c1[0] - c1[1]) / msgs if msgs else None
+    finally:
+        stop_server(p)
+        os.unlink(count_file)
+
+
+def target_rows(results, micro_figs, allocs):
+    """The issue's performance targets, each with the figure from this run and met/missed."""
+    def med(server, case, key):
+        return median(rows_of(results, server, case), key)
+
+    rows = []
+
+    def add(what, value, ok, target):
+        if value is None:
+            rows.append((what, "not measured", target, "–"))
+        else:
+            rows.append((what, value, target, "met" if ok else "**missed**"))
+
+    def vs(case, key, base, limit, better="lower", what=None, target=None):
+        a, b = med("aioloop", case, key), med(base, case, key)
+        if a is None or not b:
+            add(what, None, False, target)
+            return
+        r = a / b
+        ok = r <= limit if better == "lower" else r >= limit
+        gap = "" if ok else f" (gap {abs(r - limit) / limit * 100:.0f}%)"
+        add(what, f"{r:.2f}× {base}{gap}", ok, target)
+
+    for c in ("1k", "10k", "100k"):
+        vs(c, "cpu_us_per_msg", "epoll_echo", 1.03, what=f"server CPU µs/msg, {c}, vs raw epoll",
+           target="≤ 1.03×")
+        vs(c, "cpu_us_per_msg", "uv_echo", 1.0, what=f"server CPU µs/msg, {c}, vs libuv",
+           target="≤ 1.0×")
+    vs("1k", "user_us_per_msg", "epoll_echo", 1.3, what="server user CPU µs/msg, 1k, vs raw epoll",
+       target="≤ 1.3×")
+    vs("1k", "user_us_per_msg", "uv_echo", 1.0, what="server user CPU µs/msg, 1k, vs libuv",
+       target="< 1.0×")
+    vs("1k-p16", "cpu_us_per_msg", "epoll_echo", 1.05,
+       what="server CPU µs/msg, 1k × pipeline 16, vs raw epoll", target="≤ 1.05×")
+    vs("1k-c100-p16", "msgs_per_s", "epoll_echo", 0.97, better="higher",
+       what="msgs/s, 100 conns × pipeline 16, vs raw epoll", target="≥ 0.97×")
+    vs("1k-c100-p16", "msgs_per_s", "uv_echo", 1.0, better="higher",
+       what="msgs/s, 100 conns × pipeline 16, vs libuv", target="≥ 1.0×")
+    vs("1k", "p99_us", "epoll_echo", 1.05, what="p99 latency, 1k, vs raw epoll", target="≤ 1.05×")
+    vs("churn", "msgs_per_s", "uv_echo", 1.0, better="higher",
+       what="connections/s (connect, echo, close) vs libuv", target="≥ 1.0×")
+    rss = med("aioloop", "idle10k", "rss_per_idle_conn_b")
+    add("server RSS per idle connection (10,000 idle)",
+        None if rss is None else f"{rss:.0f} B", rss is not None and rss <= 1024, "≤ 1 KiB")
+    ts, uv = micro_figs.get("timer schedule+cancel+release"), micro_figs.get("libuv timer start+stop")
+    if ts and uv:
+        ok = ts / uv >= 1.0
+        add("timers scheduled+cancelled/s (call_later: fresh clock read) vs libuv",
+            f"{ts:.1f} M/s = {ts / uv:.2f}×" + ("" if ok else f" (gap {(1 - ts / uv) * 100:.0f}%)"),
+            ok, "≥ 1.0×")
+    ta = micro_figs.get("timer call_at+cancel+release (deadline from one clock read)")
+    if ta and uv:
+        ok = ta / uv >= 1.0
+        add("timers scheduled+cancelled/s (call_at, deadline from one clock read) vs libuv",
+            f"{ta:.1f} M/s = {ta / uv:.2f}×" + ("" if ok else f" (gap {(1 - ta / uv) * 100:.0f}%)"),
+            ok, "≥ 1.0×")
+    cs, ring = micro_figs.get("call_soon batch (N queued, one run)"), \
+        micro_figs.get("plain ring batch (N queued, one run)")
+    if cs and ring:
+        ok = cs / ring >= 0.5
+        add("call_soon callbacks/s vs a plain function-pointer ring",
+            f"{cs:.1f} M/s = {cs / ring:.2f}×" + ("" if ok else f" (gap {(0.5 - cs / ring) / 0.5 * 100:.0f}%)"),
+            ok, "≥ 0.5×")
+    for case, a in allocs.items():
+        add(f"heap allocations per echoed message, steady state ({case})",
+            None if a is None else f"{a:.4f}", a is not None and a < 0.001, "0")
+    return rows
+
+
+def targets_md(rows):
+    lines = ["\n### Targets (issue 5)\n", "| figure | this run | target | |", "|---|---|---|---|"]
+    lines += [f"| {w} | {v} | {t} | {ok} |" for w, v, t, ok in rows]
+    return "\n".join(lines) + "\n"
+
+
+def micro_md(figs):
+    if not figs:
+        return ""
+    lines = ["\n### Loop micro-benchmarks (M operations/s, median; bench_loop vs "
+             "bench/micro/reference.c, alternating in this run)\n", "| figure | M/s |", "|---|---:|"]
+    lines += [f"| {k} | {v:.2f} |" for k, v in figs.items()]
+    return "\n".join(lines) + "\n"
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true",
@@ -454,7 +610,11 @@ def main():
     ap.add_argument("--tls-server", action="append", default=[], metavar="NAME=CMD",
                     help="a server's TLS command; {tls_cert} and {tls_key} stand for the files")
     ap.add_argument("--out", default=os.path.join(BUILD, "results"))
-    ap.add_argument("--docs", action="store_true", help="rewrite docs/PERFORMANCE.md")
+    ap.add_argument("--docs", action="store_true",
+                    help="rewrite docs/PERFORMANCE.md (implies --micro)")
+    ap.add_argument("--micro", action="store_true",
+                    help="also the loop micro-benchmarks, allocations per message, and the "
+                         "targets table")
     ap.add_argument("--bindings", action="store_true",
                     help="also the Rust, Go and Lua echo servers (builds them)")
     a = ap.parse_args()
@@ -503,7 +663,8 @@ def main():
     raw = os.path.join(a.out, f"results-{stamp}.jsonl")
     results = []
     # The throwaway certificate and key live in a temporary directory for this run only.
-    tmp = tempfile.mkdtemp(prefix="aioloop-bench-tls-") if any(CASES[c][5] for c in cases) else None
+    want_tls = any(CASES[c][5] for c in cases) or ((a.micro or a.docs) and with_tls)
+    tmp = tempfile.mkdtemp(prefix="aioloop-bench-tls-") if want_tls else None
     try:
         tls_files = make_cert(tmp) if tmp else None
         with open(raw, "w") as f:
@@ -526,6 +687,16 @@ def main():
                             f"{r.get('msgs_per_s', 0):>10,.0f}/s  cpu/msg "
                             f"{r.get('cpu_us_per_msg', float('nan')):.2f} us  errors "
                             f"{r.get('errors', '?')}  exit {r.get('exit')}")
+        micro_figs, allocs = {}, {}
+        if a.micro or a.docs:
+            log("micro-benchmarks (bench_loop vs reference, alternating)")
+            micro_figs = micro(max(1, a.reps))
+            aio = servers.get("aioloop", {})
+            for case in ("1k", "tls-1k"):
+                cmd = aio.get("tls" if CASES[case][5] else "plain")
+                if cmd and (not CASES[case][5] or tls_files):
+                    allocs[case] = allocs_per_msg(cmd, case, tls_files)
+                    log(f"  allocations per message, {case}: {allocs[case]}")
     finally:
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -533,7 +704,10 @@ def main():
             f"Servers on CPU {SERVER_CPU}, loadgen on CPU {CLIENT_CPU}; {a.duration:g} s measured "
             f"after {a.warmup:g} s warm-up; median of {a.reps}.\n"
             f"Command: `python3 bench/run.py {' '.join(sys.argv[1:])}`\n")
-    md = head + table(results, servers, cases) + tls_vs_plain(results, servers, cases)
+    md = head
+    if a.micro or a.docs:
+        md += targets_md(target_rows(results, micro_figs, allocs)) + micro_md(micro_figs)
+    md += table(results, servers, cases) + tls_vs_plain(results, servers, cases)
     chart = os.path.join(a.out, f"cpu-per-msg-{stamp}.svg")
     svg_chart(results, list(servers), cases, chart)
     print(md)
