@@ -41,6 +41,14 @@ func deleteHandle(h cgo.Handle) {
 // Version returns the version of the C library actually loaded, as "major.minor.patch".
 func Version() string { return C.GoString(C.aiol_version_string()) }
 
+// HasFeature reports whether the loaded library has the named optional feature built in:
+// "epoll", "poll", "tls", "io_uring", "debug" (aiol_has_feature).
+func HasFeature(name string) bool {
+	cs := C.CString(name)
+	defer C.free(unsafe.Pointer(cs))
+	return C.aiol_has_feature(cs) == 1
+}
+
 // Loop is a libaioloop event loop (asyncio's BaseSelectorEventLoop).
 //
 // Threads. Run, RunOnce and every callback run on one goroutine, locked to its OS thread
