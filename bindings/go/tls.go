@@ -117,8 +117,11 @@ func (c *TLSContext) SetMinVersion(version uint16) error {
 }
 
 // Close gives up the caller's reference; servers and connections using the context keep
-// theirs. Idempotent.
+// theirs. Idempotent; nil-safe.
 func (c *TLSContext) Close() error {
+	if c == nil {
+		return nil
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.ptr == nil {
