@@ -35,6 +35,14 @@
 // os.ErrDeadlineExceeded for ETIMEDOUT, net.ErrClosed for ErrClosed, context.Canceled
 // for ErrCanceled.
 //
+// # TLS
+//
+// A TLSContext (NewServerTLS, NewServerTLSPEM, NewClientTLS) in ServerConfig.TLS or
+// DialConfig.TLS serves or dials TLS (asyncio's SSL transports, over OpenSSL in the C
+// library) with the same Protocol callbacks; ConnectionMade runs once the handshake is
+// done. There is no half-close over TLS (WriteEOF is ErrState), and handshake failures
+// are ErrTLS. Transport.ALPN, ServerName and PeerCertificate read the session.
+//
 // # Signals
 //
 // The Go runtime owns signal handling, so the C signal API is not exposed: use os/signal
