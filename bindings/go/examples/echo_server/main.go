@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime"
 	"strconv"
 	"syscall"
 	"time"
@@ -81,6 +82,10 @@ func fail(err error) int {
 }
 
 func run(cfg aioloop.ServerConfig) int {
+	// A spare P for the loop's thread, which lives in C (see "Performance" in the
+	// package documentation): without it, a process pinned to one CPU has GOMAXPROCS 1
+	// and the runtime keeps moving the loop's P to idle threads and back.
+	runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + 1)
 	loop, err := aioloop.New()
 	if err != nil {
 		return fail(err)
