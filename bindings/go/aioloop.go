@@ -41,6 +41,14 @@ func deleteHandle(h cgo.Handle) {
 // Version returns the version of the C library actually loaded, as "major.minor.patch".
 func Version() string { return C.GoString(C.aiol_version_string()) }
 
+// HasFeature reports whether the loaded library has the named optional feature built in:
+// "epoll", "poll", "tls", "io_uring", "debug" (aiol_has_feature).
+func HasFeature(name string) bool {
+	cs := C.CString(name)
+	defer C.free(unsafe.Pointer(cs))
+	return C.aiol_has_feature(cs) == 1
+}
+
 // Loop is a libaioloop event loop (asyncio's BaseSelectorEventLoop).
 //
 // Threads. Run, RunOnce and every callback run on one goroutine, locked to its OS thread
@@ -65,6 +73,9 @@ type Loop struct {
 	panic   error          // first recovered panic since the last run returned
 	readBuf unsafe.Pointer // C memory, readBufSize bytes, made on first use (conn.getBuffer)
 	servers map[*Server]struct{}
+
+	calls   uint32    // callbacks since the last look at the clock (yieldSometimes)
+	schedAt time.Time // when the loop goroutine last went through the Go scheduler
 }
 
 // New makes a loop. Close it when done (a finalizer closes a forgotten, unreachable loop
@@ -119,6 +130,7 @@ func (l *Loop) run(mode C.int) error {
 		return ErrState
 	}
 	runtime.LockOSThread()
+	l.schedAt = time.Now()
 	rc := C.aiol_loop_run(l.ptr, mode)
 	runtime.UnlockOSThread()
 	l.running.Store(false)
@@ -197,6 +209,25 @@ func (l *Loop) SetDebug(on bool) error {
 		v = 1
 	}
 	return errorOf(C.aiol_loop_set_debug(l.ptr, v))
+}
+
+// yieldSometimes passes the loop goroutine through the Go scheduler every 5 ms while
+// connections deliver data. Why: Run spends its life inside one cgo call, which the
+// runtime sees as a syscall on a P whose goroutine never reschedules; after 10 ms of that
+// (forcePreemptNS) sysmon takes the P away at each of its ticks (20 µs, no back-off) that
+// finds the loop in C, and wakes another thread to hold it, which finds nothing to do and
+// sleeps again; each callback then has to win a P back. With an idle P to spare
+// (GOMAXPROCS raised by one for the loop's thread, see "Performance" in doc.go) one
+// Gosched every 5 ms resets the runtime's per-P schedule tick and keeps sysmon quiet.
+// Only the data path yields, and it reads the clock once per 8 calls.
+func (l *Loop) yieldSometimes() {
+	if l.calls++; l.calls&7 != 0 {
+		return
+	}
+	if now := time.Now(); now.Sub(l.schedAt) >= 5*time.Millisecond {
+		l.schedAt = now
+		runtime.Gosched()
+	}
 }
 
 // recoverPanic is deferred by every trampoline that runs user code: it stops a panic at

@@ -16,7 +16,15 @@ type DialConfig struct {
 	Host     string        // name or address; resolved off the loop thread
 	Port     int           //
 	UnixPath string        // set: connect to this Unix socket instead
-	Timeout  time.Duration // 0: none; covers resolution and connect
+	Timeout  time.Duration // 0: none; covers resolution, connect and the TLS handshake
+
+	// TLS: nil for plain TCP; else TLS with this context (a NewClientTLS one).
+	// ConnectionMade and done run once the handshake has completed; a failed handshake
+	// (verification included) is done(nil, ErrTLS), a timed-out one done(nil, ErrTimedOut).
+	TLS                 *TLSContext
+	ServerHostname      string        // SNI and the name verified; "": Host
+	TLSHandshakeTimeout time.Duration // 0: 60 s
+	TLSShutdownTimeout  time.Duration // 0: 30 s; how long Close waits to flush close_notify
 }
 
 // DialHandle is a pending connection attempt.
@@ -47,10 +55,23 @@ func (l *Loop) Dial(cfg DialConfig, p Protocol, done func(*Transport, error)) (*
 	if err := l.check(); err != nil {
 		return nil, err
 	}
-	if cfg.Port < 0 || cfg.Port > 65535 || cfg.Timeout < 0 {
+	if cfg.Port < 0 || cfg.Port > 65535 || cfg.Timeout < 0 || cfg.TLSHandshakeTimeout < 0 ||
+		cfg.TLSShutdownTimeout < 0 {
 		return nil, ErrInvalid
 	}
 	cc := C.aiol_connect_config{size: C.size_t(unsafe.Sizeof(C.aiol_connect_config{}))}
+	tls, unlock, err := useTLS(cfg.TLS)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	cc.tls = tls
+	if cfg.ServerHostname != "" {
+		cc.server_hostname = C.CString(cfg.ServerHostname)
+		defer C.free(unsafe.Pointer(cc.server_hostname))
+	}
+	cc.tls_handshake_timeout_ns = C.uint64_t(cfg.TLSHandshakeTimeout)
+	cc.tls_shutdown_timeout_ns = C.uint64_t(cfg.TLSShutdownTimeout)
 	if cfg.Host != "" {
 		cc.host = C.CString(cfg.Host)
 		defer C.free(unsafe.Pointer(cc.host))

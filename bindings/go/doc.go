@@ -35,6 +35,29 @@
 // os.ErrDeadlineExceeded for ETIMEDOUT, net.ErrClosed for ErrClosed, context.Canceled
 // for ErrCanceled.
 //
+// # TLS
+//
+// A TLSContext (NewServerTLS, NewServerTLSPEM, NewClientTLS) in ServerConfig.TLS or
+// DialConfig.TLS serves or dials TLS (asyncio's SSL transports, over OpenSSL in the C
+// library) with the same Protocol callbacks; ConnectionMade runs once the handshake is
+// done. There is no half-close over TLS (WriteEOF is ErrState), and handshake failures
+// are ErrTLS. Transport.ALPN, ServerName and PeerCertificate read the session.
+//
+// # Performance
+//
+// Run spends its life in one cgo call, which the Go runtime treats as a syscall holding a
+// P. Without an idle P, the runtime's sysmon takes the loop's P away whenever the loop
+// stays in C past its 20 µs tick (a long send, a wait for data), wakes another thread to
+// hold it, and keeps waking every 20 µs itself; each callback then wins a P back. That
+// costs up to a sixth of the server's CPU with 100 KiB messages when the process is
+// pinned to one CPU (GOMAXPROCS 1). A program whose main work is a Loop should give the
+// loop's thread a P of its own, as examples/echo_server does:
+//
+//	runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + 1)
+//
+// For the same reason the loop passes through the Go scheduler every 5 ms while data
+// arrives (a runtime.Gosched inside DataReceived/BufferUpdated dispatch).
+//
 // # Signals
 //
 // The Go runtime owns signal handling, so the C signal API is not exposed: use os/signal

@@ -173,6 +173,7 @@ func (c *conn) connectionMade(t *C.aiol_transport) {
 // dataReceived serves the plain vtable: data is the library's read buffer, borrowed for
 // the call, handed over without a copy.
 func (c *conn) dataReceived(data unsafe.Pointer, n C.size_t) {
+	c.loop.yieldSometimes()
 	defer c.loop.recoverPanic(c)
 	b := unsafe.Slice((*byte)(data), int(n))
 	if c.bp != nil {
@@ -215,6 +216,7 @@ func (c *conn) getBuffer(hint C.size_t, lenp *C.size_t) (p unsafe.Pointer) {
 }
 
 func (c *conn) bufferUpdated(n C.size_t) {
+	c.loop.yieldSometimes()
 	defer c.loop.recoverPanic(c)
 	defer c.syncVtable() // a switch SetProtocol made inside GetBuffer
 	data := c.buf[:n]

@@ -8,6 +8,7 @@ import "C"
 
 import (
 	"net"
+	"time"
 	"unsafe"
 )
 
@@ -18,6 +19,12 @@ type ServerConfig struct {
 	UnixPath  string // set: a Unix socket at this path (a stale socket file is replaced, the path unlinked on close)
 	Backlog   int    // 0: 100
 	ReusePort bool   // SO_REUSEPORT
+
+	// TLS: nil serves plain TCP; else TLS with this context (a NewServerTLS one).
+	// ConnectionMade then runs once the handshake has completed.
+	TLS                 *TLSContext
+	TLSHandshakeTimeout time.Duration // 0: 60 s; a handshake not done by then closes the socket
+	TLSShutdownTimeout  time.Duration // 0: 30 s; how long Close waits to flush close_notify
 }
 
 // Server is a listening server (asyncio Server). Loop goroutine only.
@@ -43,10 +50,18 @@ func (l *Loop) Listen(cfg ServerConfig, factory func() Protocol) (*Server, error
 	if err := l.check(); err != nil {
 		return nil, err
 	}
-	if cfg.Port < 0 || cfg.Port > 65535 {
+	if cfg.Port < 0 || cfg.Port > 65535 || cfg.TLSHandshakeTimeout < 0 || cfg.TLSShutdownTimeout < 0 {
 		return nil, ErrInvalid
 	}
 	cc := C.aiol_server_config{size: C.size_t(unsafe.Sizeof(C.aiol_server_config{}))}
+	tls, unlock, err := useTLS(cfg.TLS)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	cc.tls = tls
+	cc.tls_handshake_timeout_ns = C.uint64_t(cfg.TLSHandshakeTimeout)
+	cc.tls_shutdown_timeout_ns = C.uint64_t(cfg.TLSShutdownTimeout)
 	if cfg.Host != "" {
 		cc.host = C.CString(cfg.Host)
 		defer C.free(unsafe.Pointer(cc.host))

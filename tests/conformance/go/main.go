@@ -3,7 +3,9 @@
 //	server_go BEHAVIOUR ADDR [key=value ...]
 //
 // The Go twin of server_asyncio.py (the oracle): same behaviour menu, same trace lines.
-// ADDR is a TCP port on 127.0.0.1 (0: ephemeral) or unix:PATH.
+// ADDR is a TCP port on 127.0.0.1 (0: ephemeral) or unix:PATH. tls_cert=PATH tls_key=PATH
+// (and handshake_timeout_ms=N) serve TLS; a library without TLS answers "unsupported tls"
+// and exits 77 (the runner's protocol).
 package main
 
 import (
@@ -249,6 +251,17 @@ func main() {
 	} else {
 		cfg.Port, _ = strconv.Atoi(addr)
 	}
+	if has("tls_cert") { // asyncio's SSL transport: same protocol callbacks over TLS
+		if !aioloop.HasFeature("tls") {
+			out("unsupported tls")
+			os.Exit(77)
+		}
+		if cfg.TLS, err = aioloop.NewServerTLS(sparam("tls_cert", ""), sparam("tls_key", "")); err != nil {
+			fmt.Fprintln(os.Stderr, "server_go:", err)
+			os.Exit(1)
+		}
+		cfg.TLSHandshakeTimeout = time.Duration(iparam("handshake_timeout_ms", 0)) * time.Millisecond
+	}
 	server, err = loop.Listen(cfg, func() aioloop.Protocol {
 		connsLeft--
 		if behaviour == "buffered" {
@@ -256,6 +269,7 @@ func main() {
 		}
 		return &conn{}
 	})
+	cfg.TLS.Close() // the server holds its own reference
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "server_go:", err)
 		os.Exit(1)
