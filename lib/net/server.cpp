@@ -23,6 +23,7 @@ namespace aiol {
 
 namespace {
 constexpr uint64_t kAcceptRetryDelayNs = 1000000000ull;  // constants.ACCEPT_RETRY_DELAY
+constexpr uint64_t kAcceptBriefDelayNs = 10000000ull;  // after a batch that filled the fd table
 constexpr int kDefaultBacklog = 100;
 }  // namespace
 
@@ -205,6 +206,7 @@ int Server::start_serving() {
 
 void Server::accept_connections(Listener *l) {
     refs_++;  // a factory may free the server: keep it (and its listeners) until we return
+    int accepted = 0;
     for (int i = 0; i < cfg_.backlog && serving_; i++) {
         sockaddr_storage peer;
         socklen_t len = sizeof peer;
@@ -212,6 +214,7 @@ void Server::accept_connections(Listener *l) {
                          SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd >= 0) {
             accept_one(fd, peer, len);
+            accepted++;
             continue;
         }
         int err = errno;
@@ -221,7 +224,11 @@ void Server::accept_connections(Listener *l) {
             err == ENETUNREACH)
             continue;  // that connection is gone; the next may be fine (accept(2))
         if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
-            back_off(l, err);
+            // A batch that filled the table itself may have taken dead connections from
+            // the backlog that close on their first read: pause briefly, silently, and try
+            // again before asyncio's reported one-second back-off. Only a batch that
+            // accepted something pauses briefly, so this never spins.
+            back_off(l, err, accepted > 0);
             break;
         }
         loop_->report(-err, "accept() failed", AIOL_OBJ_SERVER, self());
@@ -230,14 +237,16 @@ void Server::accept_connections(Listener *l) {
     unref();
 }
 
-void Server::back_off(Listener *l, int err) {
+void Server::back_off(Listener *l, int err, bool brief) {
     // asyncio: report, stop listening on this socket, try again after ACCEPT_RETRY_DELAY.
     // The kernel keeps reporting the socket readable, so staying registered would spin.
-    loop_->report(-err, "socket.accept() out of system resource", AIOL_OBJ_SERVER, self());
+    if (!brief)
+        loop_->report(-err, "socket.accept() out of system resource", AIOL_OBJ_SERVER, self());
     if (l->retry) return;
     loop_->set_interest(l->fd, 0);
     Handle *h = nullptr;
-    loop_->call_at(Loop::now() + kAcceptRetryDelayNs, cb_retry, l, nullptr, &h);
+    loop_->call_at(Loop::now() + (brief ? kAcceptBriefDelayNs : kAcceptRetryDelayNs), cb_retry,
+                   l, nullptr, &h);
     l->retry = h;
 }
 

@@ -63,7 +63,7 @@ private:
     aiol_server *self();
     void accept_connections(Listener *l);
     void accept_one(int fd, const sockaddr_storage &peer, socklen_t peer_len);
-    void back_off(Listener *l, int err);
+    void back_off(Listener *l, int err, bool brief);
     static void cb_retry(aiol_loop *, void *listener);
     static void cb_run_waiters(aiol_loop *, void *server);
     static void cb_unref(void *server);
