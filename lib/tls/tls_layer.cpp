@@ -139,15 +139,23 @@ BIO_METHOD *make_method(const char *name, int (*read)(BIO *, char *, int),
     return m;
 }
 
-BIO_METHOD *wbio_method() {
-    static BIO_METHOD *method = make_method("aioloop write buffer", nullptr, wbio_write, wbio_ctrl);
-    return method;
+// Made once; freed when the library is unloaded (a binding's module can be dlclose'd).
+struct BioMethods {
+    BIO_METHOD *read = make_method("aioloop received bytes", rbio_read, nullptr, rbio_ctrl);
+    BIO_METHOD *write = make_method("aioloop write buffer", nullptr, wbio_write, wbio_ctrl);
+    ~BioMethods() {
+        BIO_meth_free(read);
+        BIO_meth_free(write);
+    }
+};
+
+const BioMethods &bio_methods() {
+    static const BioMethods methods;
+    return methods;
 }
 
-BIO_METHOD *rbio_method() {
-    static BIO_METHOD *method = make_method("aioloop received bytes", rbio_read, nullptr, rbio_ctrl);
-    return method;
-}
+BIO_METHOD *wbio_method() { return bio_methods().write; }
+BIO_METHOD *rbio_method() { return bio_methods().read; }
 
 }  // namespace
 
