@@ -1,7 +1,7 @@
 // FZ-01 (RELIABILITY.md 3.11), reduced: a libFuzzer target that drives random sequences of
 // libaioloop API calls on one loop. Transports are adopted ends of AF_UNIX socketpairs
 // (no network); the fuzzer also plays the peer (read, write, shutdown, close). Built
-// outside Meson by tests/reliability/fuzz.sh (clang, -fsanitize=fuzzer,address,undefined).
+// outside Meson by tests/fuzz/fuzz.sh (clang, -fsanitize=fuzzer,address,undefined).
 //
 // Oracles (abort() on violation, on top of ASan/UBSan):
 //   * connection_made once, before anything else; connection_lost at most once; no protocol

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Builds and runs the FZ-01 API-sequence fuzzer (tests/reliability/fuzz_api.cc) outside the
+# Builds and runs the FZ-01 API-sequence fuzzer (tests/fuzz/fuzz_api.cc) outside the
 # Meson test suite: it needs clang + libFuzzer (Debian: apt-get install -y clang).
 #
-#   tests/reliability/fuzz.sh [SECONDS]          default 60; FUZZ_BUILD=/tmp/aiol-fuzz
-#   tests/reliability/fuzz.sh 0 CRASH_FILE        reproduce one input
+#   tests/fuzz/fuzz.sh [SECONDS]          default 60; FUZZ_BUILD=/tmp/aiol-fuzz
+#   tests/fuzz/fuzz.sh 0 CRASH_FILE        reproduce one input
 #
 # The library is built by Meson with clang, ASan+UBSan (dynamic runtime, -shared-libsan,
 # because lib/meson.build links with --no-undefined) and -fsanitize=fuzzer-no-link so
@@ -24,7 +24,7 @@ if [ ! -f "$build/build.ninja" ]; then
 fi
 ninja -C "$build"
 clang++ -g -O1 -std=c++17 $san -fsanitize=fuzzer -I"$src/include" \
-    "$src/tests/reliability/fuzz_api.cc" -L"$build/lib" -laioloop -Wl,-rpath,"$build/lib" -Wl,-rpath,"$rtdir" \
+    "$src/tests/fuzz/fuzz_api.cc" -L"$build/lib" -laioloop -Wl,-rpath,"$build/lib" -Wl,-rpath,"$rtdir" \
     -o "$build/fuzz_api"
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}:verify_asan_link_order=0
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
