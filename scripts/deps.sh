@@ -9,6 +9,9 @@ packages=(meson ninja-build pkg-config gcc g++ libcmocka-dev libffi-dev libssl-d
           liblua5.4-dev lua5.4 libluajit-5.1-dev luajit   # the Lua binding
           libuv1-dev                                      # bench/: the libuv reference server
           util-linux)                                     # taskset, setarch
+# >>> fuzz: libFuzzer targets (tests/fuzz/run.sh) and valgrind memcheck (tests/fuzz/valgrind.sh)
+packages+=(clang libclang-rt-14-dev valgrind)
+# <<< fuzz
 if [ "${AIOL_DEPS_OPTIONAL:-0}" = 1 ]; then
     packages+=(valgrind)
 fi

@@ -194,6 +194,14 @@ if [ -z "${AIOL_SKIP_EXTRA:-}" ]; then
     else
         summary_args+=(--suite bindings "no-plain-build" "")
     fi
+    # >>> fuzz: the libFuzzer targets (tests/fuzz/README.md), each replaying its regressions
+    # and seed corpus, then fuzzing for 60 s (own clang build in $build_root/fuzz); and
+    # valgrind memcheck on a subset of the plain build's tests (about 100 cases).
+    run_suite fuzz env BUILD_ROOT="$build_root" bash tests/fuzz/run.sh 60
+    if [ -f "$plain/build.ninja" ]; then
+        run_suite valgrind bash tests/fuzz/valgrind.sh "$plain"
+    fi
+    # <<< fuzz
     run_suite bench-smoke python3 bench/run.py --quick --cases 1k,churn --reps 1
 fi
 
