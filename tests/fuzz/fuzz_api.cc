@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -51,6 +52,7 @@ constexpr int kHandles = 12;
 constexpr int kServers = 2;
 constexpr int kClients = 8;   // our client sockets towards the servers
 constexpr int kPipes = 2;     // pipes watched with add_reader / add_writer
+constexpr int kConnects = 4;  // aiol_loop_connect requests, each may be cancelled
 
 struct Input {
     const uint8_t *p;
@@ -69,6 +71,9 @@ struct Srv;
 struct Conn {
     int slot = -1;
     Srv *srv = nullptr;           // set for accepted connections
+    bool borrowed = false;        // accepted or connected: t arrives in connection_made
+    bool unchecked = false;       // sendfile bytes went out: the pattern check stops
+    int sendfiles = 0, sendfile_dones = 0;
     aiol_transport *t = nullptr;  // we hold a ref from adopt / connection_made to the end
     int peer = -1;                // adopted: our end of the socketpair (checked bytes)
     bool made = false, lost = false, destroyed = false, paused_w = false;
@@ -103,6 +108,8 @@ struct State {
     aiol_handle *handles[kHandles] = {};
     int handle_runs = 0, handle_destroys = 0, handles_made = 0;
     int adopted = 0, destroys = 0;
+    aiol_handle *connects[kConnects] = {};
+    int connects_made = 0, connect_dones = 0;
     std::vector<uint8_t> buf;
 };
 
@@ -149,7 +156,7 @@ void cb_action(Conn *c) {
 void on_made(aiol_transport *t, void *ud) {
     Conn *c = of(ud);
     CHECK(!c->made && !c->lost && !c->destroyed);
-    if (c->srv) {  // accepted: the transport is borrowed, keep it past connection_lost
+    if (c->borrowed) {  // the transport is borrowed: keep it past connection_lost
         CHECK(!c->t);
         CHECK(aiol_transport_ref(t) == 0);
         c->t = t;
@@ -274,9 +281,11 @@ void peer_read(Conn *c, size_t want) {
     while (want > 0) {
         ssize_t n = recv(c->peer, tmp, want < sizeof tmp ? want : sizeof tmp, MSG_DONTWAIT);
         if (n <= 0) break;
-        for (ssize_t i = 0; i < n; i++) CHECK(tmp[i] == pattern(c->slot, c->peer_read + i));
-        c->peer_read += uint64_t(n);
-        CHECK(c->peer_read <= c->accepted);
+        if (!c->unchecked) {
+            for (ssize_t i = 0; i < n; i++) CHECK(tmp[i] == pattern(c->slot, c->peer_read + i));
+            c->peer_read += uint64_t(n);
+            CHECK(c->peer_read <= c->accepted);
+        }
         want -= size_t(n);
     }
 }
@@ -296,6 +305,7 @@ int factory(void *fd, const struct sockaddr *peer, socklen_t peer_len, void **ud
     if (g->naccepted >= kAccepted) return 1;
     Conn *c = &g->conns[kSlots + g->naccepted++];
     c->srv = s;
+    c->borrowed = true;
     g->adopted++;
     *ud = c;
     return 0;
@@ -322,6 +332,29 @@ void server_closes_clients(Srv *s, bool abort_all) {
     CHECK(rc == 0);
     for (int i = kSlots; i < kConns; i++)
         if (g->conns[i].srv == s && !g->conns[i].lost) g->conns[i].closing = true;
+}
+
+// ---- sendfile and connect --------------------------------------------------------------
+
+int g_file = -1;  // a 1 MiB memfd, made once
+
+void sendfile_done(aiol_transport *t, int status, uint64_t sent, void *ud) {
+    Conn *c = of(ud);
+    CHECK(t == c->t && !c->lost);  // done runs before connection_lost
+    CHECK(c->sendfile_dones < c->sendfiles);
+    CHECK(status <= 0 && sent <= (1u << 20));
+    c->sendfile_dones++;
+    cb_action(c);
+}
+
+void connect_done(aiol_transport *t, int status, void *ud) {
+    Conn *c = of(ud);
+    g->connect_dones++;
+    if (t) {
+        CHECK(status == 0 && c->made && t == c->t);
+    } else {
+        CHECK(status < 0 && !c->made);
+    }
 }
 
 // ---- handles and watchers --------------------------------------------------------------
@@ -393,6 +426,11 @@ void set_reading(Conn *c, bool pause) {
 
 extern "C" int LLVMFuzzerInitialize(int *, char ***) {
     signal(SIGPIPE, SIG_IGN);
+    g_file = memfd_create("fuzz_api", 0);
+    if (g_file >= 0) {
+        std::vector<uint8_t> b(1u << 20, 0x77);
+        CHECK(write(g_file, b.data(), b.size()) == ssize_t(b.size()));
+    }
     return 0;
 }
 
@@ -409,13 +447,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     static const bool trace = getenv("FUZZ_TRACE") != nullptr;
     int ops = 0;
     while (!in.empty() && ops++ < 400) {
+        static_assert(kConns <= 16, "selectors");
         uint8_t op = in.u8();
         uint8_t sel = in.u8();
         Conn *c = &st.conns[sel % kConns];
         Srv *s = &st.srvs[sel % kServers];
         int *cl = &st.clients[sel % kClients];
-        if (trace) fprintf(stderr, "op %d sel %d\n", op % 32, sel);
-        switch (op % 32) {
+        if (trace) fprintf(stderr, "op %d sel %d\n", op % 34, sel);
+        switch (op % 34) {
         case 0: {  // adopt one end of a socketpair
             if (c->t || c->slot >= kSlots) break;
             int sv[2];
@@ -494,7 +533,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             int h = in.u8() % kHandles;
             uintptr_t a = in.u16();
             aiol_handle **ret = st.handles[h] ? nullptr : &st.handles[h];
-            int rc = op % 32 == 13
+            int rc = op % 34 == 13
                          ? aiol_loop_call_soon(st.loop, handle_cb, (void *)a, handle_destroy, ret)
                          : aiol_loop_call_later(st.loop, uint64_t(in.u8()) * 10000u, handle_cb,
                                                 (void *)a, handle_destroy, ret);
@@ -643,10 +682,47 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 st.handles_made++;
             CHECK(aiol_loop_run(st.loop, AIOL_RUN_ONCE) >= 0);
             break;
+        case 32:  // sendfile a range of the memfd (the peer stops checking bytes)
+            if (c->t && g_file >= 0) {
+                uint64_t off = uint64_t(in.u16()) * 16u, count = uint64_t(in.u16()) * 8u;
+                int rc = aiol_transport_sendfile(c->t, g_file, off, count, sendfile_done, c);
+                if (rc == 0) {
+                    c->sendfiles++;
+                    c->unchecked = true;
+                } else {
+                    CHECK(rc == AIOL_ECLOSED || rc == AIOL_ESTATE || rc == AIOL_EBUSY ||
+                          rc == AIOL_EINVAL);
+                }
+            }
+            break;
+        case 33: {  // connect to a server (or to a port nobody listens on); may be cancelled
+            int k = in.u8() % kConnects;
+            if (st.naccepted >= kAccepted) break;
+            aiol_connect_config cfg = {sizeof cfg};
+            cfg.host = "127.0.0.1";
+            cfg.port = s->port ? s->port : 1;
+            cfg.timeout_ns = uint64_t(in.u8()) * 20000u;
+            Conn *nc = &st.conns[kSlots + st.naccepted];
+            aiol_protocol p = proto(false);
+            aiol_handle **ret = st.connects[k] ? nullptr : &st.connects[k];
+            int rc = aiol_loop_connect(st.loop, &cfg, &p, nc, connect_done, nc, ret);
+            CHECK(rc == 0);
+            st.naccepted++;
+            nc->borrowed = true;
+            st.adopted++;
+            st.connects_made++;
+            if (in.u8() & 1 && st.connects[k]) aiol_handle_cancel(st.connects[k]);
+            break;
+        }
         }
     }
     // Drain what we can, then tear down: abort every transport, run, close.
     run_nowait(3);
+    if (trace)
+        for (auto &c : st.conns)
+            if (c.made || c.srv || c.borrowed)
+                fprintf(stderr, "conn %d: made %d lost %d received %llu sendfiles %d\n", c.slot,
+                        c.made, c.lost, (unsigned long long)c.received, c.sendfiles);
     for (auto &c : st.conns) peer_read(&c, SIZE_MAX);
     for (auto &c : st.conns)
         if (c.t && !c.lost) aiol_transport_abort(c.t);
@@ -675,6 +751,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (p[0] >= 0) close(p[0]), close(p[1]);
     for (int h = 0; h < kHandles; h++)
         if (st.handles[h]) CHECK(aiol_handle_release(st.handles[h]) == 0);
+    for (auto *h : st.connects)
+        if (h) CHECK(aiol_handle_release(h) == 0);
+    CHECK(st.connect_dones == st.connects_made);
+    for (auto &c : st.conns) CHECK(c.sendfile_dones == c.sendfiles);
     CHECK(st.destroys == st.adopted);
     CHECK(st.handle_destroys == st.handles_made);
     CHECK(st.handle_runs <= st.handles_made);

@@ -15,7 +15,7 @@ def u16(n):
 # ---- fuzz_api: (op, selector, args...) --------------------------------------------------
 ADOPT, WRITE, WRITEV, WEOF, CLOSE, ABORT, PAUSE, RESUME, LIMITS, PREAD, PSEND, PSHUT, \
     PCLOSE, SOON, LATER, CANCEL, RELEASE, RUN, QUERY, STOP, ACT, SSTART, SCLOSE, SCLIENTS, \
-    SWAIT, SFREE, CCONNECT, CSEND, CCLOSE, WATCH, UNWATCH, RUNONCE = range(32)
+    SWAIT, SFREE, CCONNECT, CSEND, CCLOSE, WATCH, UNWATCH, RUNONCE, SENDFILE, LCONNECT = range(34)
 ACC = 6  # first accepted-connection selector (kSlots)
 
 api = {
@@ -35,6 +35,11 @@ api = {
     'server_clients_abort_free': [SSTART, 1, 2, 2, CCONNECT, 1, CCONNECT, 3, CCONNECT, 5, RUN, 0, 3,
                                   CSEND, 1, *u16(70), CCLOSE, 3, 1, RUN, 0, 2, SCLIENTS, 1, 1,
                                   SFREE, 1, RUN, 0, 3],
+    'sendfile_then_close': [ADOPT, 3, 0, RUN, 3, 2, WRITE, 3, *u16(1000), SENDFILE, 3, *u16(0), *u16(100),
+                            CLOSE, 3, RUN, 3, 3, PREAD, 3, 255, 255, RUN, 3, 3, PREAD, 3, 255, 255],
+    'connect_echo_and_cancel': [SSTART, 0, 0, 2, LCONNECT, 0, 0, 50, 0, LCONNECT, 2, 1, 50, 1,
+                                RUNONCE, 0, 5, RUN, 0, 3, ACT, ACC, 4, WRITE, ACC, *u16(500),
+                                RUN, 0, 3, LCONNECT, 1, 2, 1, 0, RUNONCE, 0, 20, RUN, 0, 3],
 }
 
 # ---- fuzz_peer / fuzz_tls: config byte(s), then (op, arg, args...) -----------------------

@@ -58,7 +58,8 @@ done
 
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}:verify_asan_link_order=0
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
-fuzz_flags=(-max_len=4096 -timeout=20 -rss_limit_mb=2048)
+# Scripts, not files: let inputs be long (hundreds of ops) from the start.
+fuzz_flags=(-max_len=1024 -len_control=0 -timeout=20 -rss_limit_mb=2048)
 
 if [ "${1:-}" = repro ]; then
     exec "$build/$2" "${fuzz_flags[@]}" "$3"
