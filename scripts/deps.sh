@@ -2,16 +2,13 @@
 # Installs what building and testing libaioloop needs on Debian 12 (bookworm).
 # Fast path: nothing is touched when every package is already installed.
 #   usage: scripts/deps.sh            (as root, or a user with sudo)
-#   AIOL_DEPS_OPTIONAL=1 also installs valgrind (optional, not needed by scripts/test.sh).
 set -euo pipefail
 
 packages=(meson ninja-build pkg-config gcc g++ libcmocka-dev libffi-dev libssl-dev openssl python3
           liblua5.4-dev lua5.4 libluajit-5.1-dev luajit   # the Lua binding
           libuv1-dev                                      # bench/: the libuv reference server
-          util-linux)                                     # taskset, setarch
-if [ "${AIOL_DEPS_OPTIONAL:-0}" = 1 ]; then
-    packages+=(valgrind)
-fi
+          util-linux                                      # taskset, setarch
+          clang libclang-rt-14-dev valgrind)              # tests/fuzz: libFuzzer, memcheck
 
 missing=()
 for p in "${packages[@]}"; do

@@ -168,7 +168,7 @@ run_suite() {  # name, command...
 import re, sys
 text = open(sys.argv[1], errors="replace").read()
 cargo = re.findall(r"^test result: \w+\. (\d+) passed; (\d+) failed", text, re.M)
-lua = re.findall(r"^ok\s+(\S+) suite: (\d+) passed, (\d+) failed", text, re.M)
+lua = re.findall(r"^(?:ok|FAIL)\s+(\S+) suite: (\d+) passed, (\d+) failed", text, re.M)
 goo = re.findall(r"^(ok|FAIL)\s+\S+", text, re.M)
 if cargo:
     print("cargo: %d passed, %d failed" % (sum(int(p) for p, _ in cargo), sum(int(f) for _, f in cargo)))
@@ -191,6 +191,12 @@ if [ -z "${AIOL_SKIP_EXTRA:-}" ]; then
         for lang in rust go lua; do
             run_suite "binding-$lang" env AIOL_BUILD_DIR="$plain" bash "bindings/$lang/test.sh"
         done
+        # The Rust tests against the ASan+UBSan library (libasan preloaded for the test
+        # binaries only; see bindings/rust/README.md).
+        if [ -f "$build_root/asan/build.ninja" ]; then
+            run_suite binding-rust-asan env AIOL_RUST_ASAN=1 AIOL_BUILD_DIR="$build_root/asan" \
+                bash bindings/rust/test.sh
+        fi
         # >>> conformance: cross-language conformance suite (tests/conformance/README.md):
         # every scenario on C, Lua 5.4, LuaJIT, Go and Rust, compared with CPython asyncio.
         run_suite conformance python3 tests/conformance/run.py --build "$plain"
@@ -198,6 +204,14 @@ if [ -z "${AIOL_SKIP_EXTRA:-}" ]; then
     else
         summary_args+=(--suite bindings "no-plain-build" "")
     fi
+    # >>> fuzz: the libFuzzer targets (tests/fuzz/README.md), each replaying its regressions
+    # and seed corpus, then fuzzing for 60 s (own clang build in $build_root/fuzz); and
+    # valgrind memcheck on a subset of the plain build's tests (about 100 cases).
+    run_suite fuzz env BUILD_ROOT="$build_root" bash tests/fuzz/run.sh 60
+    if [ -f "$plain/build.ninja" ]; then
+        run_suite valgrind bash tests/fuzz/valgrind.sh "$plain"
+    fi
+    # <<< fuzz
     run_suite bench-smoke python3 bench/run.py --quick --cases 1k,churn,tls-1k --reps 1
 fi
 
