@@ -23,8 +23,6 @@ struct Handle {
     uint64_t when = 0;  // deadline (timers); 0 for call_soon
     uint64_t seq = 0;   // scheduling order, breaks deadline ties
     std::atomic<uint32_t> refs{1};
-    static constexpr uint32_t kNotInHeap = UINT32_MAX;
-    uint32_t heap_index = kNotInHeap;  // slot in the loop's TimerHeap while scheduled there
     State state = kPending;
     bool timer = false;
     // Set for a handle that stands for a request rather than a scheduled callback

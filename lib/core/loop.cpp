@@ -201,8 +201,13 @@ inline void Loop::run_ready_item(ReadyItem &it) {
 }
 
 void Loop::run_once(int mode) {
+    // Purge or pop cancelled timers first, as _run_once does.
+    auto drop = [this](Handle *h) { drop_handle_ref(h); };
+    if (timers_.should_purge()) timers_.purge(drop);
+    while (!timers_.empty() && timers_.top()->state == Handle::kCancelled)
+        drop(timers_.pop());
+
     drain_deferred();  // destroys queued while the loop was not running
-    if (!garbage_.empty()) collect_garbage();
 
     int n = poller_.wait(poll_timeout(mode));
     if (n < 0) {
@@ -227,7 +232,11 @@ void Loop::run_once(int mode) {
     // clock_gettime costs ~20 ns on bare metal and over 100 ns in some sandboxes.
     uint64_t t = timers_.empty() ? 0 : now();
     while (!timers_.empty() && timers_.top_when() <= t) {
-        Handle *h = timers_.pop();  // cancelled timers already left the heap
+        Handle *h = timers_.pop();
+        if (h->state == Handle::kCancelled) {
+            drop(h);
+            continue;
+        }
         ReadyItem it{};
         it.kind = ReadyItem::kHandle;
         it.h = h;  // the heap's reference moves to the ready queue
@@ -277,7 +286,6 @@ Handle *Loop::new_handle() {
     h->timer = false;
     h->cancel_hook = nullptr;
     h->owner = nullptr;
-    h->heap_index = Handle::kNotInHeap;
     h->refs.store(1, std::memory_order_relaxed);
     return h;
 }
@@ -374,17 +382,8 @@ int Loop::cancel(Handle *h) {
     }
     h->state = Handle::kCancelled;
     live_handles_--;
+    if (h->timer) timers_.note_cancelled();
     defer_destroy(h->destroy, h->ud);  // runs after the current callback, or in the next run
-    if (TimerHeap::contains(h)) {
-        // Out of the heap now; its reference goes once the current callback is done (or
-        // at the next run), usually after the caller's own release, so the memory goes
-        // back to the pool instead of being freed by aiol_handle_release.
-        free_later([](void *p) {  // first: it may throw, and nothing has changed yet
-            Handle *hp = static_cast<Handle *>(p);
-            hp->loop->drop_handle_ref(hp);
-        }, h);
-        timers_.remove(h);
-    }
     return 1;
 }
 
@@ -606,7 +605,10 @@ int Loop::close() {
             defer_destroy(it.call.destroy, it.call.ud);
         }
     }
-    while (!timers_.empty()) cancel(timers_.top());  // drops the heap's reference
+    timers_.clear([this](Handle *h) {
+        cancel(h);
+        drop_handle_ref(h);
+    });
     {
         std::lock_guard<std::mutex> lock(ts_mutex_);
         closed_ = true;  // from here call_soon_threadsafe refuses
