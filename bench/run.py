@@ -718,6 +718,11 @@ def main():
         shutil.copy(chart, os.path.join(docs, "cpu-per-msg.svg"))
         with open(os.path.join(docs, "PERFORMANCE.md"), "w") as f:
             f.write("# Performance\n\n" + md + "\n![server CPU per message](cpu-per-msg.svg)\n")
+            # The hand-written part: what the misses are, what the profile shows, history.
+            notes = os.path.join(ROOT, "bench", "PERFORMANCE-NOTES.md")
+            if os.path.exists(notes):
+                with open(notes) as n:
+                    f.write("\n" + n.read())
     bad = [r for r in results if r.get("exit") != 0]
     if bad:
         log(f"{len(bad)} run(s) failed: " + "; ".join(f"{r['server']}/{r['case']}: "
