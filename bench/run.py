@@ -208,13 +208,13 @@ def rss_kib(pid):
     return 0
 
 
-def start_server(cmd):
+def start_server(cmd, env=None):
     def pin():
         os.sched_setaffinity(0, {int(SERVER_CPU)})
         hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]  # raising it needs privileges
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     p = subprocess.Popen(cmd + ["--host", "127.0.0.1", "--port", "0"], stdout=subprocess.PIPE,
-                         stderr=subprocess.DEVNULL, preexec_fn=pin, text=True)
+                         stderr=subprocess.DEVNULL, preexec_fn=pin, text=True, env=env)
     deadline = time.time() + 10
     while time.time() < deadline:
         line = p.stdout.readline()
@@ -236,20 +236,31 @@ def stop_server(p):
         p.wait()
 
 
-def run_one(name, cmd, case, duration, warmup, tls_files):
+def server_cmd(cmd, case, tls_files):
+    """The server's command for a case: TLS cases get the certificate and key filled in."""
+    if CASES[case][5]:
+        return [a.format(tls_cert=tls_files[0], tls_key=tls_files[1]) for a in cmd]
+    return cmd
+
+
+def loadgen(port, case, duration, warmup, tls_files):
+    """bench/loadgen running a case against port, pinned to the client CPU."""
     mode, conns, size, pipeline, idle, tls = CASES[case]
-    if tls:
-        cmd = [a.format(tls_cert=tls_files[0], tls_key=tls_files[1]) for a in cmd]
-    p, port = start_server(cmd)
+    return subprocess.Popen(
+        ["taskset", "-c", CLIENT_CPU, os.path.join(BIN, "loadgen"), "--port", str(port),
+         "--mode", mode, "--conns", str(conns), "--size", str(size), "--pipeline",
+         str(pipeline), "--idle", str(idle), "--duration", str(duration), "--warmup",
+         str(warmup)] + (["--tls", "--tls-ca", tls_files[0]] if tls else []),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def run_one(name, cmd, case, duration, warmup, tls_files):
+    idle = CASES[case][4]
+    p, port = start_server(server_cmd(cmd, case, tls_files))
     try:
         rss0 = rss_kib(p.pid)
         u0, s0 = cpu_ticks(p.pid)
-        lg = subprocess.Popen(
-            ["taskset", "-c", CLIENT_CPU, os.path.join(BIN, "loadgen"), "--port", str(port),
-             "--mode", mode, "--conns", str(conns), "--size", str(size), "--pipeline",
-             str(pipeline), "--idle", str(idle), "--duration", str(duration), "--warmup",
-             str(warmup)] + (["--tls", "--tls-ca", tls_files[0]] if tls else []),
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        lg = loadgen(port, case, duration, warmup, tls_files)
         rss_max = rss0
         t_measure = time.time() + warmup
         u1 = s1 = None
@@ -475,25 +486,17 @@ def micro(rounds):
 def allocs_per_msg(cmd, case, tls_files, duration=3.0, warmup=1.0):
     """Heap allocations per echoed message in a server's steady state: bench/alloc_count.c
     preloaded, its counters read (SIGUSR2) at the end of the warm-up and at the end."""
-    mode, conns, size, pipeline, idle, tls = CASES[case]
-    if tls:
-        cmd = [a.format(tls_cert=tls_files[0], tls_key=tls_files[1]) for a in cmd]
     fd, count_file = tempfile.mkstemp(prefix="aioloop-allocs-")
     os.close(fd)
     env = dict(os.environ, LD_PRELOAD=os.path.join(BIN, "alloc_count.so"),
                ALLOC_COUNT_FILE=count_file)
-    p = subprocess.Popen(cmd + ["--host", "127.0.0.1", "--port", "0"], stdout=subprocess.PIPE,
-                         stderr=subprocess.DEVNULL, text=True, env=env)
     try:
-        m = re.match(r"listening on .*:(\d+)$", p.stdout.readline().strip())
-        if not m:
-            return None
-        lg = subprocess.Popen(
-            [os.path.join(BIN, "loadgen"), "--port", m.group(1), "--mode", mode, "--conns",
-             str(conns), "--size", str(size), "--pipeline", str(pipeline), "--duration",
-             str(duration), "--warmup", str(warmup)]
-            + (["--tls", "--tls-ca", tls_files[0]] if tls else []),
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        p, port = start_server(server_cmd(cmd, case, tls_files), env=env)
+    except RuntimeError:
+        os.unlink(count_file)
+        return None
+    try:
+        lg = loadgen(port, case, duration, warmup, tls_files)
 
         def snapshot():
             p.send_signal(signal.SIGUSR2)
@@ -505,7 +508,7 @@ def allocs_per_msg(cmd, case, tls_files, duration=3.0, warmup=1.0):
         out, _ = lg.communicate()
         c2 = snapshot()
         res = json.loads(out.strip().splitlines()[-1])
-        # The measured window's messages, scaled to the time between the two snapshots.
+        # loadgen counts the messages after its warm-up: the window the snapshots bracket.
         msgs = res.get("msgs", 0)
         return (c2[0] + c2[1] - c1[0] - c1[1]) / msgs if msgs else None
     finally:
