@@ -331,26 +331,22 @@ void Loop::drain_deferred_slow() {
 // ---- scheduled callbacks ------------------------------------------------------------
 
 int Loop::call_soon(aiol_callback cb, void *ud, aiol_destroy_fn destroy, Handle **ret) {
+    if (!ret) {  // nobody can cancel it: no handle needed
+        if (call_soon_plain(cb, ud, destroy) != 0) throw std::bad_alloc();
+        return 0;
+    }
     ready_.reserve_one();
-    Handle *h = nullptr;
-    if (ret) {
-        h = new_handle();
-        h->cb = cb;
-        h->ud = ud;
-        h->destroy = destroy;
-        h->loop = this;
-        h->seq = seq_++;
-        h->refs.store(2, std::memory_order_relaxed);  // the loop's and the caller's
-        *ret = h;
-    }
+    Handle *h = new_handle();
+    h->cb = cb;
+    h->ud = ud;
+    h->destroy = destroy;
+    h->loop = this;
+    h->seq = seq_++;
+    h->refs.store(2, std::memory_order_relaxed);  // the loop's and the caller's
+    *ret = h;
     ReadyItem &it = ready_.push_slot();  // cannot fail after reserve_one
-    if (h) {
-        it.kind = ReadyItem::kHandle;
-        it.h = h;
-    } else {  // nobody can cancel it: no handle needed
-        it.kind = ReadyItem::kCall;
-        it.call = ReadyItem::Call{cb, ud, destroy};
-    }
+    it.kind = ReadyItem::kHandle;
+    it.h = h;
     live_handles_++;
     return 0;
 }
